@@ -1,0 +1,168 @@
+"""Variable-rate mean-scale hyperprior autoencoder (Minnen et al. 2018) with gain units
+(Cui et al. 2021) for a continuous bitrate in one model.
+
+    x ─g_a─► y ─×gain(r)─► y_g ─h_a─► z ─×hgain(r)─► ẑ = ⌊·⌉ ─÷hgain(r)─h_s─► (μ, σ)
+                              │                          │ factorized prior
+                              └─ q = ⌊y_g − μ⌉ ─ Gaussian(0, σ) ─► bits
+    x̂ ◄─g_s─ ÷gain(r) ◄─ ŷ_g = q + μ
+
+``rate`` r ∈ [0, 1] picks a point between ``levels`` learned gain vectors (log-linear
+interpolation), each trained with its own λ; r = 0 is the lowest bitrate."""
+from __future__ import annotations
+
+import copy
+import zlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .entropy_models import FactorizedPrior, GaussianConditional
+from .errors import BitstreamError
+from .layers import SimplifiedGDN, conv, deconv
+from .range_coding import decode_symbols, encode_symbols
+
+STRIDE = 64  # total downsampling of g_a (16) × h_a (4): image sides are padded to this
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    n: int = 96  # transform channels (CPU-trainable size; 128 costs 2× per step)
+    m: int = 160  # latent channels
+    levels: int = 6  # gain vectors spanning the rate range
+    lambda_min: float = 0.0006  # λ at rate 0 (loss = bpp + λ·255²·MSE)
+    lambda_max: float = 0.05  # λ at rate 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Latents:
+    """What the codec transmits, as byte strings plus the checksum of the y symbols."""
+
+    segments: list[bytes]
+    latent_crc: int
+
+
+class HyperpriorAutoencoder(nn.Module):
+    def __init__(self, config: AutoencoderConfig = AutoencoderConfig()) -> None:
+        super().__init__()
+        self.config = config
+        n, m, k = config.n, config.m, config.levels
+        self.g_a = nn.Sequential(conv(3, n), SimplifiedGDN(n), conv(n, n), SimplifiedGDN(n),
+                                 conv(n, n), SimplifiedGDN(n), conv(n, m))
+        self.g_s = nn.Sequential(deconv(m, n), SimplifiedGDN(n, inverse=True), deconv(n, n),
+                                 SimplifiedGDN(n, inverse=True), deconv(n, n),
+                                 SimplifiedGDN(n, inverse=True), deconv(n, 3))
+        self.h_a = nn.Sequential(conv(m, n, 3, 1), nn.LeakyReLU(inplace=True), conv(n, n),
+                                 nn.LeakyReLU(inplace=True), conv(n, n))
+        self.h_s = nn.Sequential(deconv(n, m), nn.LeakyReLU(inplace=True), deconv(m, m * 3 // 2),
+                                 nn.LeakyReLU(inplace=True), conv(m * 3 // 2, 2 * m, 3, 1))
+        spread = torch.linspace(-1.0, 1.0, k).unsqueeze(1)  # higher rate → finer quantisation
+        self.log_gain = nn.Parameter(spread.repeat(1, m))
+        self.log_inv_gain = nn.Parameter(-spread.repeat(1, m))
+        self.log_hgain = nn.Parameter(0.5 * spread.repeat(1, n))
+        self.log_inv_hgain = nn.Parameter(-0.5 * spread.repeat(1, n))
+        self.z_prior = FactorizedPrior(n)
+        self.y_model = GaussianConditional()
+        self._h_s_cpu: nn.Module | None = None
+
+    # ----- rate control --------------------------------------------------------------
+    def lmbda(self, rate: Tensor) -> Tensor:
+        lo, hi = np.log(self.config.lambda_min), np.log(self.config.lambda_max)
+        return torch.exp(lo + rate * (hi - lo))
+
+    @staticmethod
+    def _interp(table: Tensor, rate: Tensor) -> Tensor:
+        """Per-sample gains (N, C, 1, 1) from log-gain rows, log-linear in ``rate``."""
+        pos = rate.clamp(0, 1) * (table.shape[0] - 1)
+        lo = pos.floor().long().clamp_max(table.shape[0] - 2)
+        frac = (pos - lo).unsqueeze(1)
+        log_g = table[lo] * (1 - frac) + table[lo + 1] * frac
+        return torch.exp(log_g)[:, :, None, None]
+
+    # ----- training forward ----------------------------------------------------------
+    def forward(self, x: Tensor, rate: Tensor) -> dict[str, Tensor]:
+        """x in [0,1] (N,3,H,W, sides multiple of 64), rate (N,) → x_hat and likelihoods.
+
+        Rates use the uniform-noise relaxation; the synthesis sees rounded latents through a
+        straight-through estimator (Minnen & Singh 2020's mixed quantisation)."""
+        y = self.g_a(x) * self._interp(self.log_gain, rate)
+        z = self.h_a(y) * self._interp(self.log_hgain, rate)
+        z_lik = self.z_prior.likelihood(z + torch.empty_like(z).uniform_(-0.5, 0.5))
+        z_hat = z + (torch.round(z) - z).detach()
+        params = self.h_s(z_hat * self._interp(self.log_inv_hgain, rate))
+        means, scales = params.float().chunk(2, dim=1)
+        y = y.float()
+        y_lik = self.y_model.likelihood(y + torch.empty_like(y).uniform_(-0.5, 0.5), means, scales)
+        y_hat = means + (y - means + (torch.round(y - means) - (y - means)).detach())
+        x_hat = self.g_s(y_hat * self._interp(self.log_inv_gain, rate))
+        return {"x_hat": x_hat, "y_likelihood": y_lik, "z_likelihood": z_lik}
+
+    # ----- real codec ----------------------------------------------------------------
+    def update_tables(self) -> None:
+        """Rebuild the integer coding tables from the learned densities (after training/loading)."""
+        self.z_prior.update_tables()
+        self.y_model.update_tables()
+        self._h_s_cpu = None
+
+    def _entropy_params(self, z_sym: Tensor, rate: float) -> tuple[Tensor, Tensor]:
+        """Means and scales from the coded symbols ẑ, always on the CPU in fp32: encoder and decoder must derive
+        identical scale indices whatever device or precision the transforms run in."""
+        if self._h_s_cpu is None:
+            self._h_s_cpu = copy.deepcopy(self.h_s).float().cpu().eval()
+        r = torch.tensor([rate])
+        with torch.inference_mode(), torch.autocast("cpu", enabled=False):
+            z_in = z_sym.float().cpu() * self._interp(self.log_inv_hgain.float().cpu(), r)
+            means, scales = self._h_s_cpu(z_in).chunk(2, dim=1)
+        return means, scales
+
+    def analyze(self, x: Tensor) -> Tensor:
+        """g_a(x) for x (1,3,H,W) in [0,1], sides padded to STRIDE; rate-independent."""
+        return self.g_a(x).float()
+
+    def code_latents(self, y: Tensor, rate: float) -> Latents:
+        """Quantise and entropy-code the analysis output at ``rate``."""
+        r = torch.tensor([rate], device=y.device)
+        y = y.float() * self._interp(self.log_gain.float(), r)
+        z = self.h_a(y.to(next(self.h_a.parameters()).dtype)).float() * self._interp(self.log_hgain.float(), r)
+        z_sym = torch.round(z).cpu()
+        means, scales = self._entropy_params(z_sym, rate)
+        y_sym = torch.round(y.cpu() - means).to(torch.int64).numpy()
+        z_bytes = encode_symbols(z_sym.to(torch.int64).numpy(), self.z_prior.channel_index(z_sym.shape),
+                                 self.z_prior.table.cpu().numpy(), self.z_prior.radius)
+        y_bytes = encode_symbols(y_sym, self.y_model.scale_index(scales), self.y_model.table.cpu().numpy(),
+                                 self.y_model.radius)
+        return Latents([z_bytes, y_bytes], zlib.crc32(y_sym.astype("<i4").tobytes()))
+
+    def decode_latents(self, segments: list[bytes], rate: float, padded_hw: tuple[int, int],
+                       latent_crc: int | None = None) -> Tensor:
+        """Entropy-decode ``segments`` and return the gain-removed ŷ on the CPU (fp32)."""
+        if len(segments) != 2:
+            raise BitstreamError(f"expected 2 latent segments, found {len(segments)}")
+        h, w = padded_hw
+        z_shape = (1, self.config.n, h // STRIDE, w // STRIDE)
+        z_sym = decode_symbols(segments[0], self.z_prior.channel_index(z_shape),
+                               self.z_prior.table.cpu().numpy(), self.z_prior.radius)
+        z_hat = torch.from_numpy(z_sym).float()
+        means, scales = self._entropy_params(z_hat, rate)
+        y_sym = decode_symbols(segments[1], self.y_model.scale_index(scales),
+                               self.y_model.table.cpu().numpy(), self.y_model.radius)
+        if latent_crc is not None and zlib.crc32(y_sym.astype("<i4").tobytes()) != latent_crc:
+            raise BitstreamError("latent checksum mismatch: the entropy decoder lost sync "
+                                 "(corrupt file or different coding tables)")
+        y_hat = torch.from_numpy(y_sym).float() + means
+        return y_hat * self._interp(self.log_inv_gain.float().cpu(), torch.tensor([rate]))
+
+    def synthesize(self, y_hat: Tensor) -> Tensor:
+        """g_s(ŷ) → image in [0,1] (still padded)."""
+        return self.g_s(y_hat).float().clamp(0, 1)
+
+
+def pad_to_stride(x: Tensor) -> Tensor:
+    """Replicate-pad the bottom/right so both sides are multiples of STRIDE."""
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, -w % STRIDE, 0, -h % STRIDE), mode="replicate")
