@@ -42,7 +42,8 @@ class Colour(str, Enum):
 
 @dataclass(frozen=True)
 class LoadedImage:
-    """A decoded input: ``rgb`` is uint8 H×W×3, C-contiguous, in sRGB where a profile allowed it."""
+    """A decoded input: ``rgb`` is uint8 H×W×3, C-contiguous and writable, in sRGB where a
+    profile allowed it."""
 
     rgb: np.ndarray
     colour: Colour
@@ -90,7 +91,7 @@ def load_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> Load
     if alpha is not None:
         rgb = _over_white(rgb, alpha)
     colour = Colour.GRAY if _is_neutral(rgb) else Colour.RGB
-    return LoadedImage(np.ascontiguousarray(rgb, dtype=np.uint8), colour, alpha is not None)
+    return LoadedImage(np.require(rgb, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"]), colour, alpha is not None)
 
 
 def save_png(path: str | Path, rgb: np.ndarray, colour: Colour | str = Colour.RGB) -> None:

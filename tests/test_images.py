@@ -78,7 +78,7 @@ def test_rgb_png_round_trips_exactly_from_path_and_bytes(tmp_path):
     Image.fromarray(rgb).save(path)
     for source in (path, str(path), path.read_bytes()):
         loaded = load_image(source)
-        assert loaded.rgb.dtype == np.uint8 and loaded.rgb.flags.c_contiguous
+        assert loaded.rgb.dtype == np.uint8 and loaded.rgb.flags.c_contiguous and loaded.rgb.flags.writeable
         np.testing.assert_array_equal(loaded.rgb, rgb)
         assert loaded.colour is Colour.RGB and not loaded.had_alpha
 

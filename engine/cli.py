@@ -1,0 +1,44 @@
+"""The `hfd` console script: one argparse parser assembled from command modules.
+
+Each module in COMMAND_MODULES exposes ``register(subparsers)``, which adds its commands and
+sets ``run`` (a function of the parsed args) on each. Adding a module is a one-line edit."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import codec_commands, train_commands
+from .errors import HfdError
+
+COMMAND_MODULES = [codec_commands, train_commands]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hfd", description="High-fidelity generative image compression: encode images to .hfd files and "
+                                "decode them with the autoencoder alone or refined by a score-based decoder.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit codes: 0 done, 1 an HfdError (printed as one line), 2 bad usage,
+    130 interrupted."""
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # argparse exits 2 on bad usage, 0 after --help
+            return int(exc.code or 0)
+        return int(args.run(args) or 0)
+    except HfdError as exc:
+        print(f"hfd: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hfd: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

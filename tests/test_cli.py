@@ -1,0 +1,202 @@
+"""End-to-end tests of the `hfd` console script against tiny random-init weights."""
+import dataclasses
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine import api, codec_commands
+from engine.bitstream import pack, unpack
+from engine.cli import main
+from engine.progress import StepInfo
+from engine.testing import write_tiny_weights
+from photo_like import photo_like
+
+H, W = 40, 56
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return write_tiny_weights(tmp_path_factory.mktemp("weights"), decoders=False)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    path = tmp_path_factory.mktemp("images") / "photo.png"
+    Image.fromarray(photo_like(H, W)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory, weights, photo):
+    path = tmp_path_factory.mktemp("hfd") / "photo.hfd"
+    assert main(["compress", str(photo), str(path), "--rate", "0.5", "--device", "cpu", "--weights", str(weights)]) == 0
+    return path
+
+
+def hfd(capsys, *args, weights=None) -> tuple[int, str, str]:
+    argv = [str(a) for a in args]
+    if weights is not None:
+        argv += ["--device", "cpu", "--weights", str(weights)]
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_failed(result, message: str) -> None:
+    code, out, err = result
+    assert code == 1, err
+    assert err.startswith("hfd: error: ") and err.count("\n") == 1, err
+    assert message in err, err
+
+
+def test_help_lists_commands_and_points_at_defaults(capsys):
+    code, out, _ = hfd(capsys, "--help")
+    assert code == 0 and all(name in out for name in ("compress", "decompress", "info", "model"))
+    code, out, _ = hfd(capsys, "decompress", "--help")
+    assert code == 0 and "hfd model" in out and "--realism" in out
+
+
+@pytest.mark.parametrize("argv", [[], ["compress", "a.png", "b.hfd"], ["compress", "a.png", "b.hfd", "--bpp", "1",
+                                  "--rate", "0.5"], ["decompress", "a.hfd", "b.png", "--decoder", "gan"],
+                                  ["decompress", "a.hfd", "b.png", "--steps", "many"], ["frobnicate"]])
+def test_bad_usage_exits_2(capsys, argv):
+    code, _, err = hfd(capsys, *argv)
+    assert code == 2 and "usage: hfd" in err
+
+
+def test_compress_info_decompress_round_trip(capsys, tmp_path, weights, photo):
+    out = tmp_path / "p.hfd"
+    code, printed, _ = hfd(capsys, "compress", photo, out, "--rate", "0.5", weights=weights)
+    assert code == 0
+    size = out.stat().st_size
+    assert printed.startswith(f"{out}: {size} bytes, {size * 8 / (H * W):.4f} bpp")
+
+    code, printed, _ = hfd(capsys, "info", out)
+    assert code == 0
+    assert f"{W}×{H}, rgb" in printed and f"{size} bytes" in printed and ".hfd v1" in printed
+    assert "tiny-test-0 (weights " in printed and re.search(r"^rate +0\.5000$", printed, re.M)
+
+    png = tmp_path / "p.png"
+    code, printed, _ = hfd(capsys, "decompress", out, png, "--decoder", "ae", weights=weights)
+    assert code == 0 and "autoencoder only" in printed
+    decoded = Image.open(png)
+    assert decoded.mode == "RGB" and decoded.size == (W, H)
+    reference = api.Engine(weights, device="cpu").decode_ae(out.read_bytes())
+    np.testing.assert_array_equal(np.asarray(decoded), reference)
+
+
+def test_bpp_target_is_met_from_below(capsys, tmp_path, weights, photo, encoded):
+    target = len(encoded.read_bytes()) * 8 / (H * W)
+    out = tmp_path / "t.hfd"
+    code, printed, _ = hfd(capsys, "compress", photo, out, "--bpp", f"{target:.6f}", weights=weights)
+    assert code == 0 and "target" in printed
+    assert out.stat().st_size * 8 / (H * W) <= target
+
+
+def test_gray_image_decodes_to_gray_png(capsys, tmp_path, weights):
+    gray = tmp_path / "g.png"
+    Image.fromarray(photo_like(H, W)[:, :, 1], "L").save(gray)
+    code, printed, _ = hfd(capsys, "compress", gray, tmp_path / "g.hfd", "--rate", "0.3", weights=weights)
+    assert code == 0 and "gray" in printed
+    assert "gray" in hfd(capsys, "info", tmp_path / "g.hfd")[1]
+    assert hfd(capsys, "decompress", tmp_path / "g.hfd", tmp_path / "g_out.png", "--decoder", "ae",
+               weights=weights)[0] == 0
+    assert Image.open(tmp_path / "g_out.png").mode == "L"
+
+
+def test_refined_decode_merges_defaults_and_reports_steps(capsys, tmp_path, weights, encoded, monkeypatch):
+    seen = {}
+
+    def decode(self, data, settings, on_step=None, cancel=None):
+        seen["settings"] = settings
+        x_ae = self.decode_ae(data)
+        for i in (1, 2):
+            on_step(StepInfo(i, 2, x_ae, 0.1 * i))
+        return x_ae
+
+    monkeypatch.setattr(api.Engine, "decode", decode)
+    code, printed, err = hfd(capsys, "decompress", encoded, tmp_path / "r.png", "--decoder", "flow",
+                             "--steps", "3", "--seed", "7", weights=weights)
+    assert code == 0
+    assert seen["settings"] == dataclasses.replace(api.DecodeSettings(decoder="flow"), steps=3, seed=7)
+    assert err.splitlines() == ["step 1/2  0.1 s", "step 2/2  0.2 s"]
+    assert "--steps 3" in printed and "--seed 7" in printed
+    assert (tmp_path / "r.png").exists()
+
+
+def test_refinement_options_are_refused_for_the_autoencoder(capsys, tmp_path, weights, encoded):
+    out = tmp_path / "x.png"
+    assert_failed(hfd(capsys, "decompress", encoded, out, "--decoder", "ae", "--steps", "4", weights=weights),
+                  "--steps has no effect with --decoder ae")
+    assert not out.exists()
+
+
+def test_missing_and_corrupt_images(capsys, tmp_path, weights, photo):
+    out = tmp_path / "x.hfd"
+    assert_failed(hfd(capsys, "compress", tmp_path / "nope.png", out, "--rate", "0.5", weights=weights),
+                  "image not found")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(photo.read_bytes()[:300])
+    assert_failed(hfd(capsys, "compress", broken, out, "--rate", "0.5", weights=weights), "truncated or corrupt")
+    assert not out.exists()
+
+
+def _damaged_files(valid: bytes) -> dict[str, tuple[bytes, str]]:
+    flipped = bytearray(valid)
+    flipped[len(valid) // 2] ^= 0x40
+    future = bytearray(valid)
+    future[4] = 2
+    header, segments = unpack(valid)
+    foreign = pack(dataclasses.replace(header, weights_hash="ffffffffffffffff"), segments)
+    return {"truncated": (valid[:-9], "truncated .hfd file"),
+            "corrupt": (bytes(flipped), "corrupt .hfd file"),
+            "wrong magic": (b"GIF89a" + valid[6:], "not a .hfd file"),
+            "future version": (bytes(future), "written by a newer hfd (format v2)"),
+            "empty": (b"", "empty file"),
+            "wrong model": (foreign, "file was written by model tiny-test-0 (weights ffffffffffffffff)")}
+
+
+@pytest.mark.parametrize("case", ["truncated", "corrupt", "wrong magic", "future version", "empty", "wrong model"])
+def test_bad_hfd_files_fail_cleanly_and_write_nothing(capsys, tmp_path, weights, encoded, case):
+    data, message = _damaged_files(encoded.read_bytes())[case]
+    bad = tmp_path / "bad.hfd"
+    bad.write_bytes(data)
+    out = tmp_path / "out.png"
+    assert_failed(hfd(capsys, "decompress", bad, out, "--decoder", "ae", weights=weights), message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.hfd"]
+    if case != "wrong model":  # info needs no weights, so it cannot know the model is wrong
+        assert_failed(hfd(capsys, "info", bad), message)
+
+
+def test_existing_output_survives_a_failed_decode(capsys, tmp_path, weights):
+    (tmp_path / "bad.hfd").write_bytes(b"not hfd at all")
+    out = tmp_path / "out.png"
+    out.write_bytes(b"previous result")
+    assert_failed(hfd(capsys, "decompress", tmp_path / "bad.hfd", out, weights=weights), "not a .hfd file")
+    assert out.read_bytes() == b"previous result"
+
+
+def test_unwritable_output_and_missing_inputs(capsys, tmp_path, weights, photo, encoded):
+    assert_failed(hfd(capsys, "compress", photo, tmp_path / "no" / "x.hfd", "--rate", "0.5", weights=weights),
+                  "cannot write")
+    assert_failed(hfd(capsys, "info", tmp_path / "nope.hfd"), "cannot read")
+    assert_failed(hfd(capsys, "compress", photo, tmp_path / "x.hfd", "--rate", "0.5", "--weights",
+                      tmp_path / "empty"), "no autoencoder weights")
+    assert_failed(hfd(capsys, "compress", photo, tmp_path / "x.hfd", "--rate", "1.5", weights=weights),
+                  "rate 1.5 is outside [0, 1]")
+
+
+def test_model_command_describes_the_weights(capsys, weights):
+    code, printed, _ = hfd(capsys, "model", weights=weights)
+    assert code == 0 and "tiny-test-0 (weights " in printed and "decoders" in printed
+
+
+def test_keyboard_interrupt_exits_130(capsys, tmp_path, monkeypatch):
+    def interrupted(_source):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(codec_commands, "load_image", interrupted)
+    code, _, err = hfd(capsys, "compress", "a.png", tmp_path / "a.hfd", "--rate", "0.5")
+    assert code == 130 and err == "hfd: interrupted\n"
