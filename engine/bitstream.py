@@ -31,6 +31,7 @@ MAX_MODEL_ID = 64
 MAX_SIDE = 1 << 16  # far above any image the pixel limit lets in; larger means a broken file
 MAX_SEGMENTS = 255
 _COLOUR_CODES = {Colour.RGB: 0, Colour.GRAY: 1}
+_COLOURS_BY_CODE = {code: colour for colour, code in _COLOUR_CODES.items()}
 _FIXED = struct.Struct("<8sfIIBIB")  # weights hash .. segment count
 _U32 = struct.Struct("<I")
 
@@ -104,7 +105,7 @@ def unpack(data: bytes) -> tuple[HfdHeader, list[bytes]]:
     stored_crc = _U32.unpack(reader.take(4, "file checksum"))[0]
     if zlib.crc32(data[:-_U32.size]) != stored_crc:
         raise BitstreamError("corrupt .hfd file (checksum mismatch)")
-    colour = {code: name for name, code in _COLOUR_CODES.items()}.get(colour_code)
+    colour = _COLOURS_BY_CODE.get(colour_code)
     if colour is None:
         raise BitstreamError(f"invalid header: unknown colour code {colour_code}")
     try:

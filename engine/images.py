@@ -25,9 +25,9 @@ from .errors import HfdError, ImageError
 
 MAX_PIXELS = 100_000_000  # default pixel limit, checked from the header before decoding
 
-# Modes whose samples are wider than 8 bits, with the value that maps to 255.
-# "I" is how Pillow holds 16-bit grayscale from some formats, so its range is 16-bit.
-_WIDE_GRAY_FULL_SCALE = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}
+# 16-bit grayscale modes. "I" (32-bit) is how Pillow holds 16-bit gray from some formats,
+# so it is scaled as 16-bit too.
+_GRAY16_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
 
 class Colour(str, Enum):
@@ -59,6 +59,8 @@ def load_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> Load
     modes are converted to RGB. Alpha is composited over white. An embedded ICC profile is
     converted to sRGB when Pillow has littlecms; without it, or when the profile cannot be
     used, the values are kept as stored. Multi-frame files give their first frame.
+    ``colour`` is gray when every resulting pixel is neutral (R = G = B): every grayscale
+    source, and colour files that hold a gray picture.
 
     Raises ImageError (one line) for a missing, empty, unreadable, truncated, zero-size or
     over-``max_pixels`` image; the pixel limit is checked before any pixel is decoded."""
@@ -158,11 +160,10 @@ def _check_size(name: str, size: tuple[int, int], max_pixels: int) -> None:
 def _to_8bit(image: Image.Image) -> tuple[Image.Image, np.ndarray | None]:
     """Reduce any mode to 8-bit L, RGB or CMYK, with alpha (uint8 H×W) split off."""
     mode = image.mode
-    if mode in _WIDE_GRAY_FULL_SCALE:
-        wide = np.asarray(image).astype(np.float64)
-        return _gray_from_float(wide / _WIDE_GRAY_FULL_SCALE[mode]), None
+    if mode in _GRAY16_MODES:
+        return _gray_from_float(np.asarray(image).astype(np.float32) / 65535.0), None
     if mode == "F":
-        values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        values = np.nan_to_num(np.asarray(image, dtype=np.float32))
         scale = 255.0 if values.max(initial=0.0) > 1.0 else 1.0
         return _gray_from_float(values / scale), None
     if mode in ("L", "RGB", "CMYK"):
@@ -193,7 +194,7 @@ def _to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
             converted = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"),
                                                   outputMode="RGB")
             if image.mode == "L":  # keep gray sources exactly neutral
-                return _gray_from_float(np.asarray(converted, dtype=np.float64).mean(axis=2) / 255.0)
+                return _gray_from_float(np.asarray(converted, dtype=np.float32).mean(axis=2) / 255.0)
             return converted
         except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
             pass  # unusable or mismatched profile: keep the stored values

@@ -277,3 +277,10 @@ def test_atomic_write_bytes_replaces_and_reports_bad_folders(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.hfd"]
     with pytest.raises(HfdError, match="cannot write .*missing.*No such file"):
         atomic_write_bytes(tmp_path / "missing" / "f.hfd", b"x")
+
+
+def test_colour_files_holding_a_gray_picture_are_gray():
+    gray = np.repeat(np.arange(24, dtype=np.uint8).reshape(4, 6, 1) * 10, 3, axis=2)
+    assert load_image(_png_bytes(Image.fromarray(gray))).colour is Colour.GRAY
+    gray[2, 3, 0] += 1
+    assert load_image(_png_bytes(Image.fromarray(gray))).colour is Colour.RGB
