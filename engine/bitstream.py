@@ -8,7 +8,7 @@ Version 1 layout (all integers little-endian):
     model id         u8 n + n ASCII bytes (printable, 1..64)
     weights hash     8 bytes   (16 hex digits)
     rate             f32       raw rate control in [0, 1]
-    width, height    u32, u32  each 1..MAX_SIDE
+    width, height    u32, u32  each 1..MAX_SIDE, product at most MAX_FILE_PIXELS
     colour           u8        0 = rgb, 1 = gray
     latent checksum  u32       CRC32 of the decoded symbols (catches entropy-decoder desync)
     segment count    u8
@@ -28,7 +28,9 @@ from .images import Colour
 MAGIC = b"\x89HFD"
 FORMAT_VERSION = 1
 MAX_MODEL_ID = 64
-MAX_SIDE = 1 << 16  # far above any image the pixel limit lets in; larger means a broken file
+# Far beyond any image that fits in memory: larger headers can only come from broken files.
+MAX_SIDE = 1 << 20
+MAX_FILE_PIXELS = 1 << 32
 MAX_SEGMENTS = 255
 _COLOUR_CODES = {Colour.RGB: 0, Colour.GRAY: 1}
 _COLOURS_BY_CODE = {code: colour for colour, code in _COLOUR_CODES.items()}
@@ -154,6 +156,8 @@ def _header_problem(header: HfdHeader) -> str:
     for name, side in (("width", header.width), ("height", header.height)):
         if not 1 <= side <= MAX_SIDE:
             return f"{name} must be in 1..{MAX_SIDE}, got {side}"
+    if header.width * header.height > MAX_FILE_PIXELS:
+        return f"{header.width}×{header.height} is more than {MAX_FILE_PIXELS} pixels"
     if header.colour not in ("rgb", "gray"):
         return f"colour must be 'rgb' or 'gray', got {header.colour!r}"
     if not 0 <= header.latent_crc < 1 << 32:

@@ -45,13 +45,18 @@ def test_no_segments_round_trip():
 @pytest.mark.parametrize("field, value, message", [
     ("model_id", "", "model id"), ("model_id", "naïve", "model id"), ("model_id", "m" * 65, "model id"),
     ("weights_hash", "0123", "weights hash"), ("weights_hash", "0123456789abcdeg", "weights hash"),
-    ("rate", 1.5, "rate"), ("rate", float("nan"), "rate"), ("width", 0, "width"), ("height", 1 << 17, "height"),
+    ("rate", 1.5, "rate"), ("rate", float("nan"), "rate"), ("width", 0, "width"), ("height", (1 << 20) + 1, "height"),
     ("colour", "cmyk", "colour"), ("latent_crc", -1, "latent checksum"), ("format_version", 2, "format v1"),
 ])
 def test_header_rejects_values_it_cannot_store(field, value, message):
     fields = dict(HEADER.__dict__, **{field: value})
     with pytest.raises(ValueError, match=message):
         HfdHeader(**fields)
+
+
+def test_header_rejects_absurd_pixel_counts():
+    with pytest.raises(ValueError, match="1048576×8192 is more than 4294967296 pixels"):
+        HfdHeader(**dict(HEADER.__dict__, width=1 << 20, height=1 << 13))
 
 
 def test_pack_rejects_too_many_segments():
@@ -119,7 +124,7 @@ def test_valid_checksum_over_invalid_fields_is_still_rejected():
         unpack(_with_crc(bytes(bad_colour)))
     zero_width = bytearray(body)
     struct.pack_into("<I", zero_width, len(body) - 10, 0)  # height
-    with pytest.raises(BitstreamError, match="invalid header: height must be in 1..65536, got 0"):
+    with pytest.raises(BitstreamError, match="invalid header: height must be in 1..1048576, got 0"):
         unpack(_with_crc(bytes(zero_width)))
 
 
