@@ -102,6 +102,16 @@ class HyperpriorAutoencoder(nn.Module):
         x_hat = self.g_s(y_hat * self._interp(self.log_inv_gain, rate))
         return {"x_hat": x_hat, "y_likelihood": y_lik, "z_likelihood": z_lik}
 
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor, rate: Tensor) -> Tensor:
+        """What the real codec decodes (hard rounding, no entropy coding), batched with a rate
+        per sample: the decoders train on these (x_ae, x) pairs."""
+        y = self.g_a(x) * self._interp(self.log_gain, rate)
+        z = torch.round(self.h_a(y) * self._interp(self.log_hgain, rate))
+        means, _ = self.h_s(z * self._interp(self.log_inv_hgain, rate)).float().chunk(2, dim=1)
+        y_hat = torch.round(y.float() - means) + means
+        return self.g_s(y_hat * self._interp(self.log_inv_gain, rate)).float().clamp(0, 1)
+
     # ----- real codec ----------------------------------------------------------------
     def update_tables(self) -> None:
         """Rebuild the integer coding tables from the learned densities (after training/loading)."""

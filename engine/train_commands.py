@@ -1,0 +1,66 @@
+"""`hfd train autoencoder|diffusion|flow`: the three training stages from the command line.
+
+Each run resumes from ``--out`` if a checkpoint is there and exports EMA weights
+(``<out>/<stage>.safetensors``, bf16) at every checkpoint; copy them to assets/weights to ship."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .errors import HfdError
+
+STAGES = ("autoencoder", "diffusion", "flow")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train the autoencoder or a score-based decoder",
+                              description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("stage", choices=STAGES)
+    p.add_argument("--data", type=Path, default=Path("data/photos"),
+                   help="folder of photos (with train/ and val/ subfolders, or split by file-name hash)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<stage>)")
+    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--lr", type=float, default=None, help="default 2e-4 (autoencoder), 1e-4 (decoders)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
+    p.add_argument("--downscale", type=float, default=2.0,
+                   help="downscale factor applied to every photo first (sources are lossy: keep ≥ 2)")
+    p.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in fp32")
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--autoencoder", type=Path, default=None,
+                   help="frozen autoencoder weights for the decoder stages (default: the shipped ones)")
+    p.add_argument("--base", type=int, default=None, help="decoder UNet base width (default: UNetConfig's)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .api import default_weights_dir
+    from .dataset import PhotoSet, split_photos
+    from .training import TrainConfig
+
+    train_paths, val_paths = split_photos(args.data)
+    if not train_paths:
+        raise HfdError(f"no training images found in {args.data} (fetch some with `hfd data fetch DIR`)")
+    print(f"{len(train_paths)} training photos, {len(val_paths)} validation photos; loading…")
+    train = PhotoSet.load(train_paths, args.downscale, args.crop)
+    val = PhotoSet.load(val_paths, args.downscale, args.crop)
+    config = TrainConfig(out_dir=args.out or Path("runs") / args.stage, steps=args.steps,
+                         lr=args.lr or (2e-4 if args.stage == "autoencoder" else 1e-4), batch=args.batch,
+                         crop=args.crop, seed=args.seed, device=args.device, bf16=args.bf16,
+                         threads=args.threads, checkpoint_every=args.checkpoint_every)
+    if args.stage == "autoencoder":
+        from .train_autoencoder import train_autoencoder
+
+        path = train_autoencoder(train, val, config)
+    else:
+        from .train_decoder import train_decoder
+        from .unet import UNetConfig
+
+        unet = UNetConfig(base=args.base) if args.base else UNetConfig()
+        ae_path = args.autoencoder or default_weights_dir() / "autoencoder.safetensors"
+        path = train_decoder(args.stage, ae_path, train, val, config, unet)
+    print(f"weights: {path}")
+    return 0

@@ -1,0 +1,75 @@
+"""Stages 2 and 3: train the diffusion or rectified-flow decoder on (x_ae, x) pairs made on
+the fly by the frozen autoencoder at rates r ~ U(0, 1), so one decoder serves every bitrate."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .autoencoder import AutoencoderConfig, HyperpriorAutoencoder
+from .dataset import PhotoSet
+from .diffusion import diffusion_loss
+from .flow import flow_loss
+from .score_decoder import DecoderKind, ScoreDecoder, TrainedFacts
+from .training import TrainConfig, Trainer
+from .unet import ConditionalUNet, UNetConfig
+from .weights import load_state, read_metadata
+
+VALIDATION_BATCHES = 2
+
+
+def load_frozen_autoencoder(path: str | Path) -> HyperpriorAutoencoder:
+    _, config, _ = read_metadata(path)
+    ae = HyperpriorAutoencoder(AutoencoderConfig(**config))
+    load_state(path, ae, "autoencoder")
+    return ae.eval().requires_grad_(False)
+
+
+def make_pairs(ae: HyperpriorAutoencoder, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """x_ae at a random rate per sample, rounded to 8 bits as the real decode delivers it."""
+    rate = torch.rand(x.shape[0], generator=generator).to(x.device)
+    return torch.round(ae.reconstruct(x, rate) * 255) / 255
+
+
+def decoder_loss(kind: DecoderKind, ae: HyperpriorAutoencoder, facts: TrainedFacts,
+                 generator: torch.Generator | None = None) -> Callable[[nn.Module, Tensor], tuple[Tensor, dict]]:
+    def loss_fn(net: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, float]]:
+        x_ae = make_pairs(ae, x, generator)
+        if kind == "diffusion":
+            loss = diffusion_loss(net, x, x_ae, facts.shift_range, generator)
+        else:
+            loss = flow_loss(net, x, x_ae, facts.flow_sigma, generator)
+        return loss, {}
+
+    return loss_fn
+
+
+def train_decoder(kind: DecoderKind, autoencoder_path: str | Path, data: PhotoSet, val: PhotoSet,
+                  config: TrainConfig, unet: UNetConfig = UNetConfig(),
+                  facts: TrainedFacts = TrainedFacts()) -> Path:
+    """Train (resuming from config.out_dir); export EMA weights and a fixed-noise validation
+    loss at every checkpoint."""
+    export_path = Path(config.out_dir) / f"{kind}.safetensors"
+    ae = load_frozen_autoencoder(autoencoder_path)
+    val_crops = val.crops(config.crop, config.batch, seed=12345) if val.images else None
+    val_batches = [next(val_crops) for _ in range(VALIDATION_BATCHES)] if val_crops else []
+
+    def on_checkpoint(ema: nn.Module, step: int) -> dict[str, float]:
+        device = next(ema.parameters()).device
+        stamped = TrainedFacts(facts.shift_range, facts.flow_sigma, step, config.crop)
+        ScoreDecoder(ema, kind, stamped).save(export_path)
+        if not val_batches:
+            return {}
+        gen = torch.Generator().manual_seed(0)  # same noise every time: losses comparable across steps
+        loss_fn = decoder_loss(kind, ae.to(device), facts, gen)
+        with torch.no_grad():
+            losses = [float(loss_fn(ema, x.to(device))[0]) for x in val_batches]
+        return {"val_loss": sum(losses) / len(losses)}
+
+    trainer = Trainer(ConditionalUNet(unet), decoder_loss(kind, ae, facts),
+                      data.crops(config.crop, config.batch, config.seed), config, on_checkpoint)
+    ae.to(trainer.device)
+    trainer.run()
+    return export_path
