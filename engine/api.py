@@ -8,6 +8,7 @@
 Images cross this boundary as numpy uint8 arrays of shape H×W×3 (RGB)."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +72,12 @@ class ModelInfo:
 
 
 StepCallback = Callable[[StepInfo], None]
-RATE_SEARCH_ITERATIONS = 14  # bisection on rate: 2^-14 of the range, far below one byte's effect
+RATE_SEARCH_ITERATIONS = 14
+# Used when the weights folder has no decode_defaults.json (written by `hfd eval --sweep`).
+FALLBACK_DEFAULTS = {
+    "diffusion": {"steps": 16, "shift": 1.0, "noise": 0.0},
+    "flow": {"steps": 4, "noise": 1.0, "solver": "euler"},
+}  # bisection on rate: 2^-14 of the range, far below one byte's effect
 
 
 def default_weights_dir() -> Path:
@@ -122,6 +128,8 @@ class Engine:
         self.model_id = self._ae_extra.get("model_id", f"hfd-ae-{config['n']}x{config['m']}")
         self.weights_hash = file_hash(ae_path)
         self.decoders = self._load_decoders()
+        defaults_path = self.weights_dir / "decode_defaults.json"
+        self._decode_defaults = json.loads(defaults_path.read_text()) if defaults_path.exists() else {}
         # bf16 + channels_last is ~2.7× faster than fp32 on AVX-512 CPUs and on GPUs.
         self._autocast = torch.autocast(self.device.type, dtype=torch.bfloat16)
         if self.device.type == "cuda" or torch.backends.mkldnn.is_available():
@@ -143,11 +151,12 @@ class Engine:
         val = self._ae_extra.get("validation", {})
         bpp_range = (float(val.get("bpp@0", 0.05)), float(val.get("bpp@1", 1.0)))
         shift_range = (0.0, 0.0)
+        if "diffusion" in self.decoders:
+            trained = self.decoders["diffusion"].facts.shift_range
+            shift_range = (trained.low, trained.high)
         defaults = {"ae": DecodeSettings(decoder="ae", steps=1)}
-        for kind, dec in self.decoders.items():
-            defaults[kind] = dec.default_settings()
-            if kind == "diffusion":
-                shift_range = dec.shift_range
+        for kind in self.decoders:
+            defaults[kind] = DecodeSettings(decoder=kind, **self._decode_defaults.get(kind, FALLBACK_DEFAULTS[kind]))
         card_path = self.weights_dir / "MODEL_CARD.md"
         return ModelInfo(model_id=self.model_id, weights_hash=self.weights_hash, rate_range=(0.0, 1.0),
                          bpp_range=bpp_range, shift_range=shift_range,

@@ -105,7 +105,7 @@ class GaussianConditional(nn.Module):
         return (upper - lower).clamp_min(LIKELIHOOD_BOUND)
 
     def scale_index(self, scales: Tensor) -> np.ndarray:
-        idx = torch.bucketize(scales.float().clamp_min(self.scale_min), self.scale_table)
+        idx = torch.bucketize(scales.float().clamp_min(self.scale_min).contiguous(), self.scale_table)
         return idx.clamp_max(len(self.scale_table) - 1).cpu().numpy()
 
     @torch.no_grad()

@@ -6,9 +6,12 @@ from pathlib import Path
 import torch
 
 from .autoencoder import AutoencoderConfig, HyperpriorAutoencoder
+from .score_decoder import ScoreDecoder
+from .unet import ConditionalUNet, UNetConfig
 from .weights import save_weights
 
 TINY_AUTOENCODER = AutoencoderConfig(n=16, m=24, levels=3)
+TINY_UNET = UNetConfig(base=8, mults=(1, 2), blocks=1, attention=False, groups=4, level_dim=16)
 
 
 def write_tiny_weights(folder: str | Path, seed: int = 0, decoders: bool = True) -> Path:
@@ -20,8 +23,6 @@ def write_tiny_weights(folder: str | Path, seed: int = 0, decoders: bool = True)
     save_weights(folder / "autoencoder.safetensors", ae, "autoencoder", TINY_AUTOENCODER.to_dict(),
                  {"model_id": f"tiny-test-{seed}", "validation": {"bpp@0": 0.05, "bpp@1": 1.0}})
     if decoders:
-        from .score_decoder import tiny_decoder
-
         for kind in ("diffusion", "flow"):
-            tiny_decoder(kind, seed=seed).save(folder / f"{kind}.safetensors")
+            ScoreDecoder(ConditionalUNet(TINY_UNET), kind).save(folder / f"{kind}.safetensors")
     return folder

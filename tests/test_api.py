@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+
+from engine import bitstream
+from engine.api import DecodeSettings, Engine
+from engine.errors import Cancelled, ModelMismatchError, SettingsError
+from engine.images import Colour
+from engine.progress import CancelToken
+from engine.testing import write_tiny_weights
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory) -> Engine:
+    return Engine(write_tiny_weights(tmp_path_factory.mktemp("w")), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:75, 0:130]
+    base = np.stack([xx * 1.5, yy * 3, (xx + yy)], -1) % 256
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
+def test_encode_decode_round_trip_keeps_size(engine, photo):
+    enc = engine.encode(photo, rate=0.5)
+    assert enc.width == 130 and enc.height == 75
+    assert enc.bpp == pytest.approx(len(enc.data) * 8 / (130 * 75))
+    out = engine.decode_ae(enc.data)
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    header = engine.read_header(enc.data)
+    assert header.rate == enc.rate and (header.width, header.height) == (130, 75)
+
+
+def test_decode_is_deterministic(engine, photo):
+    enc = engine.encode(photo, rate=0.3)
+    np.testing.assert_array_equal(engine.decode_ae(enc.data), engine.decode_ae(enc.data))
+
+
+@pytest.mark.parametrize("target", [0.5, 2.0, 6.0])
+def test_bpp_target_lands_at_or_below(engine, photo, target):
+    low = engine.encode(photo, rate=0.0).bpp
+    if target < low:
+        with pytest.raises(SettingsError, match="below the lowest rate"):
+            engine.encode(photo, bpp=target)
+        return
+    enc = engine.encode(photo, bpp=target)
+    assert enc.bpp <= target
+    if enc.rate < 1.0:  # the search took the highest rate that fits: a bit more would not
+        assert engine.encode(photo, rate=min(1.0, enc.rate + 0.01)).bpp >= enc.bpp
+
+
+def test_rate_and_bpp_are_exclusive(engine, photo):
+    with pytest.raises(SettingsError):
+        engine.encode(photo)
+    with pytest.raises(SettingsError):
+        engine.encode(photo, rate=0.5, bpp=0.5)
+    with pytest.raises(SettingsError, match="outside"):
+        engine.encode(photo, rate=1.5)
+
+
+def test_file_from_other_weights_is_refused(engine, photo, tmp_path):
+    other = Engine(write_tiny_weights(tmp_path, seed=7, decoders=False), device="cpu")
+    data = other.encode(photo, rate=0.5).data
+    with pytest.raises(ModelMismatchError):
+        engine.decode_ae(data)
+
+
+def test_gray_colour_is_recorded(engine, photo):
+    enc = engine.encode(photo, rate=0.5, colour="gray")
+    header, _ = bitstream.unpack(enc.data)
+    assert header.colour == Colour.GRAY
+
+
+def test_info_lists_decoders_and_defaults(engine):
+    info = engine.info
+    assert set(info.decoders) == {"ae", "diffusion", "flow"}
+    assert info.defaults["flow"].decoder == "flow"
+    assert info.shift_range[0] <= info.defaults["diffusion"].shift <= info.shift_range[1]
+
+
+def test_refine_streams_steps_and_cancels(engine, photo):
+    x_ae = engine.decode_ae(engine.encode(photo, rate=0.5).data)
+    seen = []
+    out = engine.refine(x_ae, DecodeSettings("flow", steps=3), on_step=seen.append)
+    assert out.shape == photo.shape and [s.index for s in seen] == [1, 2, 3]
+    token = CancelToken()
+
+    def cancel_at_two(info):
+        if info.index == 2:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        engine.refine(x_ae, DecodeSettings("diffusion", steps=5), on_step=cancel_at_two, cancel=token)
+
+
+def test_ae_decoder_returns_autoencoder_output(engine, photo):
+    x_ae = engine.decode_ae(engine.encode(photo, rate=0.5).data)
+    np.testing.assert_array_equal(engine.refine(x_ae, DecodeSettings("ae")), x_ae)
