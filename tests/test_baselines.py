@@ -3,7 +3,7 @@ import pytest
 
 from engine.baselines import QUALITY_RANGE, decode_classical, encode_classical, match_size
 from engine.errors import ImageError, SettingsError
-from tests.photo_like import photo_like
+from photo_like import photo_like
 
 CODECS = ["jpeg", "webp", "avif"]
 # How far below the target a matched file may land: AVIF's quality maps onto 64 quantizer

@@ -6,7 +6,7 @@ import pytest
 
 from engine import metrics
 from engine.errors import HfdError, ImageError
-from tests.photo_like import photo_like
+from photo_like import photo_like
 
 
 @pytest.fixture(scope="module")
