@@ -54,7 +54,7 @@ def validate(ae: HyperpriorAutoencoder, images: list[np.ndarray], crop: int = 51
             x_hat = ae.synthesize(y_hat.to(device)).cpu()[..., :ch, :cw]
             x_hat = torch.round(x_hat * 255) / 255
             bpps.append(sum(map(len, latents.segments)) * 8 / (ch * cw))
-            psnrs.append(10 * math.log10(1 / float((x_hat - x).pow(2).mean()).__max__(1e-10)))
+            psnrs.append(10 * math.log10(1 / max(float((x_hat - x).pow(2).mean()), 1e-10)))
         result[f"bpp@{rate:g}"] = float(np.mean(bpps))
         result[f"psnr@{rate:g}"] = float(np.mean(psnrs))
     return result

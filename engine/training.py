@@ -174,7 +174,7 @@ class Trainer:
                     self._update_ema()
                 self.step += 1
                 bar.update(1)
-                metrics = {"loss": float(loss), **metrics}
+                metrics = {"loss": float(loss.detach()), **metrics}
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1
