@@ -18,7 +18,7 @@ H, W = 40, 56
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    return write_tiny_weights(tmp_path_factory.mktemp("weights"), decoders=False)
+    return write_tiny_weights(tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +106,16 @@ def test_gray_image_decodes_to_gray_png(capsys, tmp_path, weights):
     assert Image.open(tmp_path / "g_out.png").mode == "L"
 
 
+@pytest.mark.parametrize("decoder", ["diffusion", "flow"])
+def test_refined_decode_end_to_end(capsys, tmp_path, weights, encoded, decoder):
+    out = tmp_path / "r.png"
+    code, printed, err = hfd(capsys, "decompress", encoded, out, "--decoder", decoder, "--steps", "2",
+                             weights=weights)
+    assert code == 0, err
+    assert [line.split("  ")[0] for line in err.splitlines() if line.startswith("step")] == ["step 1/2", "step 2/2"]
+    assert Image.open(out).size == (W, H) and "--steps 2" in printed
+
+
 def test_refined_decode_merges_defaults_and_reports_steps(capsys, tmp_path, weights, encoded, monkeypatch):
     seen = {}
 
@@ -120,7 +130,9 @@ def test_refined_decode_merges_defaults_and_reports_steps(capsys, tmp_path, weig
     code, printed, err = hfd(capsys, "decompress", encoded, tmp_path / "r.png", "--decoder", "flow",
                              "--steps", "3", "--seed", "7", weights=weights)
     assert code == 0
-    assert seen["settings"] == dataclasses.replace(api.DecodeSettings(decoder="flow"), steps=3, seed=7)
+    defaults = api.Engine(weights, device="cpu").info.defaults["flow"]
+    assert seen["settings"] == dataclasses.replace(defaults, steps=3, seed=7)
+    assert seen["settings"].noise == defaults.noise  # unset options keep the weights' defaults
     assert err.splitlines() == ["step 1/2  0.1 s", "step 2/2  0.2 s"]
     assert "--steps 3" in printed and "--seed 7" in printed
     assert (tmp_path / "r.png").exists()
@@ -190,7 +202,9 @@ def test_unwritable_output_and_missing_inputs(capsys, tmp_path, weights, photo, 
 
 def test_model_command_describes_the_weights(capsys, weights):
     code, printed, _ = hfd(capsys, "model", weights=weights)
-    assert code == 0 and "tiny-test-0 (weights " in printed and "decoders" in printed
+    assert code == 0 and "tiny-test-0 (weights " in printed
+    assert re.search(r"^decoders +ae, diffusion, flow$", printed, re.M)
+    assert re.search(r"^flow defaults +--steps \d+ ", printed, re.M)
 
 
 def test_keyboard_interrupt_exits_130(capsys, tmp_path, monkeypatch):
