@@ -19,7 +19,7 @@ import torch
 
 from . import bitstream
 from .autoencoder import STRIDE, AutoencoderConfig, HyperpriorAutoencoder, pad_to_stride
-from .errors import HfdError, SettingsError, WeightsError
+from .errors import HfdError, ImageError, SettingsError, WeightsError
 from .progress import CancelToken, StepInfo
 from .score_decoder import ScoreDecoder, cpu_supports_bf16
 from .weights import file_hash, load_state, read_metadata
@@ -172,6 +172,8 @@ class Engine:
             raise SettingsError("give exactly one of rate or bpp")
         x = to_tensor(rgb)
         h, w = x.shape[-2:]
+        if max(h, w) > bitstream.MAX_SIDE:
+            raise ImageError(f"a {w}×{h} image has a side over {bitstream.MAX_SIDE} px, the .hfd limit")
         with torch.inference_mode(), self._oom_guard(h, w):
             xp = pad_to_stride(x).to(self.device)
             if self._fast:

@@ -4,6 +4,7 @@ import pytest
 from engine import bitstream
 from engine.api import DecodeSettings, Engine
 from engine.errors import Cancelled, ModelMismatchError, SettingsError
+from engine.errors import ImageError
 from engine.images import Colour
 from engine.progress import CancelToken
 from engine.testing import write_tiny_weights
@@ -97,3 +98,9 @@ def test_refine_streams_steps_and_cancels(engine, photo):
 def test_ae_decoder_returns_autoencoder_output(engine, photo):
     x_ae = engine.decode_ae(engine.encode(photo, rate=0.5).data)
     np.testing.assert_array_equal(engine.refine(x_ae, DecodeSettings("ae")), x_ae)
+
+
+def test_side_over_the_format_limit_is_an_image_error(engine, monkeypatch):
+    monkeypatch.setattr(bitstream, "MAX_SIDE", 64)
+    with pytest.raises(ImageError, match="side over 64"):
+        engine.encode(np.zeros((10, 65, 3), np.uint8), rate=0.5)
