@@ -7,10 +7,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import codec_commands, data_commands, train_commands
+from . import codec_commands, data_commands, eval_commands, train_commands
 from .errors import HfdError
 
-COMMAND_MODULES = [codec_commands, train_commands, data_commands]
+COMMAND_MODULES = [codec_commands, train_commands, data_commands, eval_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,12 +39,12 @@ def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
         raise ImageError(f"images differ in size: {a.shape[:2]} vs {b.shape[:2]}")
 
 
-def _package(module: str, pip_name: str, metric: str):
-    """Import an optional metric package or say exactly which one is missing."""
+def require_package(module: str, pip_name: str, purpose: str):
+    """Import an optional package (of the eval extra) or say exactly which one is missing."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise HfdError(f"{metric} needs the '{pip_name}' package (pip install {pip_name}): {exc}") from exc
+        raise HfdError(f"{purpose} needs the '{pip_name}' package (pip install {pip_name}): {exc}") from exc
 
 
 def _package_dir(module: str, pip_name: str, metric: str) -> Path:
@@ -76,7 +76,7 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     less keep the 5 scales with a narrower Gaussian window (the largest odd width that fits,
     at least 3); a short side of 32 px or less raises ImageError."""
     _check_pair(a, b)
-    pytorch_msssim = _package("pytorch_msssim", "pytorch-msssim", "MS-SSIM")
+    pytorch_msssim = require_package("pytorch_msssim", "pytorch-msssim", "MS-SSIM")
     short_side = min(a.shape[:2])
     downsampling = 2 ** (MS_SSIM_SCALES - 1)
     window = min(11, (short_side - 1) // downsampling + 1)
@@ -112,7 +112,7 @@ def ssimulacra2(a: np.ndarray, b: np.ndarray) -> float:
     """SSIMULACRA 2 score of ``b`` against the original ``a``: 100 = identical, ~70 = high quality,
     ~50 = medium, below 30 = low quality (can go negative)."""
     _check_pair(a, b)
-    package = _package("ssimulacra2", "ssimulacra2", "SSIMULACRA2")
+    package = require_package("ssimulacra2", "ssimulacra2", "SSIMULACRA2")
 
     def as_file(image: np.ndarray) -> io.BytesIO:  # the package reads images through Pillow
         buffer = io.BytesIO()

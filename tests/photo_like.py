@@ -3,6 +3,8 @@ metric tests do not depend on any photo folder."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
 
 def photo_like(height: int = 192, width: int = 256, seed: int = 0) -> np.ndarray:
@@ -16,3 +18,13 @@ def photo_like(height: int = 192, width: int = 256, seed: int = 0) -> np.ndarray
     texture = 0.05 * noise + 0.08 * coarse[:height, :width]
     image = np.clip(shading + disc + texture, 0, 1)
     return (image * 255 + 0.5).astype(np.uint8)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Many small torch ops: on a loaded 2-core machine, OpenMP threads spinning against a
+    background job make them 100× slower. Import this fixture into a test module to use it."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

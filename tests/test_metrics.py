@@ -6,7 +6,7 @@ import pytest
 
 from engine import metrics
 from engine.errors import HfdError, ImageError
-from photo_like import photo_like
+from photo_like import photo_like, single_thread  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,135 @@
+"""Aggregates of an `hfd eval` run: per method and bitrate means, patch FID/KID, BD-rates, sweep.
+
+Per-image metrics are averaged over the images (non-finite values, e.g. the infinite PSNR of a
+lossless decode, are left out); FID/KID compare the patch set of all reconstructions of a method
+at a bitrate with the patch set of all originals."""
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+
+from . import metrics
+from .errors import HfdError
+
+if TYPE_CHECKING:
+    from .evaluation import Evaluation
+
+AVERAGED = ("bytes", "bpp", "psnr", "ms_ssim", "st_lpips", "ssimulacra2", "encode_s", "decode_s")
+
+
+def _mean(values: list[float]) -> Optional[float]:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def _average(rows: list[dict[str, str]], columns: tuple[str, ...]) -> dict[str, Optional[float]]:
+    return {c: _mean([float(r[c]) for r in rows if r.get(c, "") != ""]) for c in columns}
+
+
+def _fid_kid(evaluation: "Evaluation", set_name: str, images: list[str]) -> dict[str, Optional[float]]:
+    if not evaluation.config.fid:
+        return {"fid": None, "kid": None, "n_patches": 0}
+    real = evaluation.features.load_set("original", evaluation.names)
+    fake = evaluation.features.load_set(set_name, images)
+    if len(real) < 2 or len(fake) < 2:
+        return {"fid": None, "kid": None, "n_patches": len(fake)}
+    result = metrics.fid_kid_from_features(real, fake)
+    return {"fid": result.fid, "kid": result.kid, "n_patches": result.n_patches}
+
+
+def ms_ssim_db(value: Optional[float]) -> Optional[float]:
+    """MS-SSIM as −10·log10(1 − MS-SSIM), the usual scale for plots and BD-rates."""
+    if value is None or value >= 1:
+        return None
+    return float(-10 * math.log10(1 - value))
+
+
+def bd_rates(points: list[dict], reference: str, others: list[str]) -> dict[str, dict[str, Optional[float]]]:
+    """BD-rate (%) of ``reference`` (the autoencoder) against each method in ``others`` for PSNR and
+    MS-SSIM (dB); negative = the autoencoder needs fewer bits for the same quality."""
+    def curve(method: str, metric: str) -> tuple[list[float], list[float]]:
+        pairs = sorted((p["bpp"], p[metric]) for p in points
+                       if p["method"] == method and p["bpp"] is not None and p[metric] is not None)
+        return [b for b, _ in pairs], [q for _, q in pairs]
+
+    table: dict[str, dict[str, Optional[float]]] = {}
+    for metric in ("psnr", "ms_ssim_db"):
+        table[metric] = {}
+        ours = curve(reference, metric)
+        for other in others:
+            theirs = curve(other, metric)
+            try:
+                table[metric][other] = metrics.bd_rate(theirs[0], theirs[1], ours[0], ours[1])
+            except HfdError:  # too few points or no overlap in quality
+                table[metric][other] = None
+    return table
+
+
+def summarize(evaluation: "Evaluation", sweep_rows: Optional[list[dict[str, str]]] = None) -> dict:
+    """Build OUT/summary.json from the run's CSV rows and stored features, and write it."""
+    config, info = evaluation.config, evaluation.info
+    by_point: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for row in evaluation.rows.rows:
+        if row["image"] in evaluation.names:
+            by_point[(row["method"], row["target_bpp"])].append(row)
+    points = []
+    for method in evaluation.learned + evaluation.classical:
+        for bpp in config.bpps:
+            rows = by_point.get((method.name, repr(float(bpp))), [])
+            measured = [r for r in rows if not r["note"]]
+            point = {"method": method.name, "target_bpp": bpp, "n_images": len(measured),
+                     "n_skipped": len(rows) - len(measured), **_average(measured, AVERAGED),
+                     "over_target": sum(r["over_target"] == "True" for r in measured)}
+            point["ms_ssim_db"] = ms_ssim_db(point["ms_ssim"])
+            point.update(_fid_kid(evaluation, f"{method.name}@{bpp:g}", [r["image"] for r in measured]))
+            points.append(point)
+    summary = {
+        "model": {"model_id": info.model_id, "weights_hash": info.weights_hash, "decoders": list(info.decoders)},
+        "images": evaluation.names,
+        "bpps": list(config.bpps),
+        "patches": {"size": config.patch, "stride": config.patch_stride},
+        "methods": [{"name": m.name, "kind": "learned" if m.is_learned else "classical",
+                     "settings": _settings_dict(m.settings)} for m in evaluation.learned + evaluation.classical],
+        "points": points,
+        "bd_rate": bd_rates(points, "ae", [m.name for m in evaluation.classical])
+        if any(m.name == "ae" for m in evaluation.learned) else {},
+    }
+    if sweep_rows is not None:
+        summary["sweep"] = _summarize_sweep(evaluation, sweep_rows)
+    (config.out / "summary.json").write_text(json.dumps(_finite(summary), indent=1) + "\n")
+    return summary
+
+
+def _settings_dict(settings) -> Optional[dict]:
+    return None if settings is None else asdict(settings)
+
+
+def _summarize_sweep(evaluation: "Evaluation", rows: list[dict[str, str]]) -> dict:
+    parameter, bpp, _ = evaluation.sweep_plan()
+    groups: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for row in rows:
+        groups[(row["method"], row["value"])].append(row)
+    points = []
+    for (method, value), group in sorted(groups.items(), key=lambda kv: (kv[0][0], float(kv[0][1]))):
+        point = {"method": method, "value": float(value), "n_images": len(group),
+                 **_average(group, ("psnr", "ms_ssim", "st_lpips", "ssimulacra2", "decode_s"))}
+        set_name = f"sweep-{parameter}-{method}-{float(value):g}@{bpp:g}"
+        point.update(_fid_kid(evaluation, set_name, [r["image"] for r in group]))
+        points.append(point)
+    return {"parameter": parameter, "bpp": bpp, "points": points}
+
+
+def _finite(value):
+    """JSON has no NaN or infinity: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,197 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine import eval_report
+from engine import evaluation as ev
+from engine import metrics
+from engine.api import DecodeSettings, Encoded, ModelInfo
+from engine.cli import main
+from engine.errors import SettingsError
+from engine.testing import write_tiny_weights
+from photo_like import photo_like, single_thread  # noqa: F401 (autouse fixture)
+
+H, W = 48, 64
+
+
+@pytest.fixture(autouse=True)
+def cheap_metrics(monkeypatch):
+    """The deep metrics are tested in test_metrics; here only their plumbing matters (and the
+    eval extra may be absent), so they are replaced by a mean absolute difference."""
+    def difference(a, b, **_):
+        return float(np.abs(a.astype(float) - b).mean() / 255)
+
+    monkeypatch.setattr(metrics, "ms_ssim", lambda a, b: 1 - difference(a, b))
+    monkeypatch.setattr(metrics, "st_lpips", difference)
+    monkeypatch.setattr(metrics, "ssimulacra2", lambda a, b: 100 * (1 - difference(a, b)))
+
+
+class FakeEngine:
+    """Files of the requested size; the "autoencoder" blurs, the "decoders" add seeded texture."""
+
+    def __init__(self, lowest_bpp=0.0):
+        self.lowest_bpp, self.encodes, self._images = lowest_bpp, 0, {}
+        self.info = ModelInfo(model_id="fake", weights_hash="0123456789abcdef", rate_range=(0.0, 1.0),
+                              bpp_range=(0.05, 1.0), shift_range=(0.0, 2.0), decoders=("ae", "diffusion", "flow"),
+                              defaults={"diffusion": DecodeSettings("diffusion", steps=16),
+                                        "flow": DecodeSettings("flow", steps=4, noise=1.0)})
+
+    def encode(self, rgb, *, bpp):
+        if bpp < self.lowest_bpp:
+            raise SettingsError(f"{bpp:g} bpp is below the lowest rate of this model for this image")
+        self.encodes += 1
+        h, w = rgb.shape[:2]
+        data = len(self._images).to_bytes(4, "big") + bytes(max(0, int(bpp * h * w / 8) - 4))
+        blur = rgb.astype(float)
+        for axis in (0, 1):
+            blur = (np.roll(blur, 1, axis) + blur + np.roll(blur, -1, axis)) / 3
+        self._images[data] = blur.round().astype(np.uint8)
+        return Encoded(data, w, h, rate=bpp)
+
+    def decode_ae(self, data):
+        return self._images[data].copy()
+
+    def refine(self, x_ae, settings):
+        rng = np.random.default_rng(settings.steps * 1000 + int(settings.noise * 100) + int(settings.shift * 10))
+        return np.clip(x_ae + rng.normal(0, 6, x_ae.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def images(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(photo_like(H, W, seed=i)).save(folder / f"img{i}.png")
+    return folder
+
+
+def config(images, out, **overrides):
+    settings = dict(images=images, out=out, bpps=(0.5, 1.0), decoders="ae,diffusion:8,flow", baselines="jpeg,webp",
+                    fid=False, progress=False, crop_images=1, plots=False)
+    settings.update(overrides)
+    return ev.EvalConfig(**settings)
+
+
+def read_rows(path):
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_methods_are_parsed_from_the_flags():
+    info = FakeEngine().info
+    assert [m.name for m in ev.learned_methods("ae,diffusion:8,flow", info)] == ["ae", "diffusion:8", "flow:4"]
+    assert [m.name for m in ev.learned_methods(None, info)] == ["ae", "diffusion:16", "flow:4"]
+    with pytest.raises(SettingsError, match="unknown decoder 'gan'"):
+        ev.learned_methods("gan", info)
+    with pytest.raises(SettingsError, match="positive integer"):
+        ev.learned_methods("flow:x", info)
+    with pytest.raises(SettingsError, match="unknown baseline 'bpg'"):
+        ev.classical_methods("jpeg,bpg")
+
+
+def test_run_writes_rows_summary_report_and_crops(images, tmp_path):
+    out = tmp_path / "out"
+    summary = ev.Evaluation(FakeEngine(), config(images, out)).run()
+    rows = read_rows(out / "rows.csv")
+    assert len(rows) == 2 * 2 * 5  # images × bitrates × (3 learned + 2 classical)
+    ae = [r for r in rows if r["method"] == "ae" and r["target_bpp"] == "1.0"]
+    assert all(int(r["bytes"]) == int(1.0 * H * W / 8) for r in ae)
+    for row in rows:  # classical files never exceed the .hfd file unless flagged
+        learned_bytes = next(int(r["bytes"]) for r in rows
+                             if r["method"] == "ae" and r["image"] == row["image"] and r["target_bpp"] == row["target_bpp"])
+        assert int(row["bytes"]) <= learned_bytes or row["over_target"] == "True"
+        assert float(row["psnr"]) > 10 and 0 < float(row["ms_ssim"]) <= 1
+    assert json.loads((out / "summary.json").read_text())["points"] == json.loads(json.dumps(summary["points"]))
+    report = (out / "report.md").read_text()
+    assert "## Target 0.5 bpp" in report and "| diffusion:8 |" in report and "BD-rate" in report
+    assert sorted(p.name for p in (out / "crops" / "img0").iterdir())[:2] == ["0.5bpp_ae.png", "0.5bpp_diffusion-8.png"]
+    assert not (out / "crops" / "img1").exists()
+
+
+def test_curve_plots_draw_the_metrics_that_have_data(tmp_path):
+    pytest.importorskip("matplotlib")
+    points = [{"method": m, "bpp": b, "psnr": 20 + 10 * b + (m == "ae")} for m in ("ae", "jpeg") for b in (0.1, 0.4)]
+    written = eval_report.curve_plots({"points": points}, tmp_path)
+    assert written == [("plot_psnr.png", "PSNR (dB) against bpp (higher is better)")]
+    assert Image.open(tmp_path / "plot_psnr.png").size == (660, 440)
+
+
+def test_an_interrupted_run_resumes_without_redoing_rows(images, tmp_path):
+    out = tmp_path / "out"
+    first = FakeEngine()
+    ev.Evaluation(first, config(images, out)).run()
+    lines = (out / "rows.csv").read_text().splitlines(keepends=True)
+    (out / "rows.csv").write_text("".join(lines[:7]))  # header + 6 rows: as if stopped mid-way
+
+    second = FakeEngine()
+    ev.Evaluation(second, config(images, out)).run()
+    rows = read_rows(out / "rows.csv")
+    assert len(rows) == 20
+    assert len({(r["image"], r["target_bpp"], r["method"]) for r in rows}) == 20
+    assert second.encodes == 3  # the first point had 1 row missing; the other two points were redone
+
+    third = FakeEngine()
+    ev.Evaluation(third, config(images, out)).run()
+    assert third.encodes == 0 and len(read_rows(out / "rows.csv")) == 20
+
+
+def test_bitrates_below_the_model_are_noted_not_measured(images, tmp_path):
+    out = tmp_path / "out"
+    summary = ev.Evaluation(FakeEngine(lowest_bpp=0.8), config(images, out)).run()
+    rows = read_rows(out / "rows.csv")
+    noted = [r for r in rows if r["note"]]
+    assert {r["method"] for r in noted} == {"ae", "diffusion:8", "flow:4"} and len(noted) == 6
+    assert all("below the lowest rate" in r["note"] and r["psnr"] == "" for r in noted)
+    jpeg_low = next(p for p in summary["points"] if p["method"] == "jpeg" and p["target_bpp"] == 0.5)
+    assert jpeg_low["n_images"] == 2  # baselines still run, at the target size
+    ae_low = next(p for p in summary["points"] if p["method"] == "ae" and p["target_bpp"] == 0.5)
+    assert ae_low["n_skipped"] == 2 and ae_low["psnr"] is None
+
+
+def test_steps_sweep(images, tmp_path):
+    out = tmp_path / "out"
+    cfg = config(images, out, bpps=(1.0,), baselines="jpeg", sweep="steps", sweep_values=(1, 4))
+    summary = ev.Evaluation(FakeEngine(), cfg).run()
+    rows = read_rows(out / "sweep.csv")
+    assert len(rows) == 2 * 2 * 2  # images × values × refining decoders
+    sweep = summary["sweep"]
+    assert sweep["parameter"] == "steps" and sweep["bpp"] == 1.0
+    assert [(p["method"], p["value"]) for p in sweep["points"]] == [("diffusion", 1.0), ("diffusion", 4.0),
+                                                                    ("flow", 1.0), ("flow", 4.0)]
+    assert "## Sweep of steps at 1 bpp" in (out / "report.md").read_text()
+
+
+def test_shift_sweep_needs_diffusion(images, tmp_path):
+    cfg = config(images, tmp_path / "out", decoders="ae,flow", sweep="shift")
+    with pytest.raises(SettingsError, match="shift sweep needs"):
+        ev.Evaluation(FakeEngine(), cfg).sweep_plan()
+    cfg = config(images, tmp_path / "out", sweep="shift")
+    parameter, bpp, plan = ev.Evaluation(FakeEngine(), cfg).sweep_plan()
+    assert bpp == 1.0 and [v for _, v in plan] == [0.0, 0.5, 1.0, 1.5, 2.0]
+
+
+def test_fid_per_method_from_stored_patch_features(images, tmp_path, monkeypatch):
+    def cheap_features(patches, device="cpu", batch=16):  # colour statistics instead of Inception
+        return np.array([[*p.reshape(-1, 3).mean(0), *p.reshape(-1, 3).std(0)] for p in patches]).reshape(-1, 6)
+
+    monkeypatch.setattr(metrics, "inception_features", cheap_features)
+    out = tmp_path / "out"
+    summary = ev.Evaluation(FakeEngine(), config(images, out, fid=True, patch=16, bpps=(1.0,))).run()
+    points = {p["method"]: p for p in summary["points"]}
+    assert all(p["n_patches"] == 2 * (12 + 6) for p in points.values())  # 3×4 grid + 2×3 shifted grid
+    assert all(p["fid"] is not None and p["fid"] >= 0 for p in points.values())
+    assert (out / "features" / "original" / "img0.png.npy").is_file()
+
+
+def test_cli_eval_with_tiny_weights(images, tmp_path, capsys):
+    weights = write_tiny_weights(tmp_path / "weights", decoders=False)
+    out = tmp_path / "cli"
+    code = main(["eval", "--images", str(images), "--out", str(out), "--bpp", "1,4", "--limit", "1",
+                 "--baselines", "jpeg", "--no-fid", "--no-plots", "--device", "cpu", "--weights", str(weights)])
+    assert code == 0, capsys.readouterr().err
+    assert "report:" in capsys.readouterr().out
+    rows = read_rows(out / "rows.csv")
+    assert {r["method"] for r in rows} == {"ae", "jpeg"} and {r["image"] for r in rows} == {"img0.png"}
