@@ -1,0 +1,83 @@
+"""The diffusion decoder's maths: v-prediction loss and an ancestral sampler with a noise knob.
+
+Variance preserving, z = α x + σ ε, network target v = α ε − σ x, from which
+x̂ = α z − σ v and ε̂ = σ z + α v. Images enter and leave in [0, 1]; the process runs in
+[-1, 1]. The network sees the logSNR λ itself (shift included), so one trained model
+serves every shift and step count whose λ it has seen.
+
+Sampler step t → s (λ_t < λ_s), with γ ∈ [0, 1] the sampler noise:
+    c² = γ · σ_s² (1 − e^{λ_t − λ_s})          (γ=1: the DDPM posterior variance)
+    z_s = α_s x̂ + sqrt(σ_s² − c²) ε̂ + c ξ     (γ=0: deterministic DDIM)
+The last step returns x̂ itself."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+from .progress import CancelToken, check_cancel
+from .schedules import ShiftRange, alpha_sigma, logsnr, sample_times
+from .unet import NetworkFn
+
+# on_step(index 1-based, total, current clean estimate x̂ as N×3×H×W in [0, 1])
+EstimateCallback = Callable[[int, int, torch.Tensor], None]
+
+
+def diffusion_loss(net: NetworkFn, x: torch.Tensor, x_ae: torch.Tensor, shift_range: ShiftRange,
+                   generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Mean squared error on v for a batch of (original, autoencoder) pairs in [0, 1].
+
+    t ~ U(0, 1) (stratified over the batch, which lowers the loss variance at no cost)
+    and a shift ~ U(shift_range) per sample. Plain MSE on v weights the x-error by
+    1 + SNR, the usual v-prediction weighting, which keeps low-noise levels (fine
+    detail, this decoder's job) strongly weighted without exploding as σ → 0."""
+    n, device = x.shape[0], x.device
+    gen_device = generator.device if generator is not None else device
+    lam = logsnr(sample_times(n, generator, device), shift_range.sample(n, generator, device))
+    alpha, sigma = (a[:, None, None, None] for a in alpha_sigma(lam))
+    clean = 2 * x - 1
+    eps = torch.randn(x.shape, generator=generator, device=gen_device).to(device)
+    z = alpha * clean + sigma * eps
+    target = alpha * eps - sigma * clean
+    return torch.mean((net(z, 2 * x_ae - 1, lam).float() - target) ** 2)
+
+
+@torch.no_grad()
+def sample_diffusion(denoise: NetworkFn, x_ae: torch.Tensor, steps: int, shift: float, noise: float,
+                     generator: Optional[torch.Generator] = None,
+                     on_step: Optional[EstimateCallback] = None,
+                     cancel: Optional[CancelToken] = None) -> torch.Tensor:
+    """Sample x ~ p(x | x_ae) in ``steps`` network calls; returns N×3×H×W in [0, 1].
+
+    ``denoise(z, cond, logsnr)`` predicts v; it sees z and the condition in [-1, 1].
+    Starts at t=1 of the shifted schedule from α₁·x_ae + σ₁·ε: the true marginal there is
+    α₁x + σ₁ε, and x_ae is the best x available (α₁ is tiny, so this is nearly pure
+    noise). Noise is drawn from ``generator`` on its own device, so a CPU generator gives
+    the same result on any device. The estimate x̂ is clipped to [-1, 1] each step."""
+    device = x_ae.device
+    gen_device = generator.device if generator is not None else device
+    cond = 2 * x_ae - 1
+    n = x_ae.shape[0]
+
+    def randn() -> torch.Tensor:
+        return torch.randn(x_ae.shape, generator=generator, device=gen_device).to(device)
+
+    times = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    lams = logsnr(times, shift)
+    alphas, sigmas = (a.tolist() for a in alpha_sigma(lams))
+    z = alphas[0] * cond + sigmas[0] * randn()
+    x_hat = cond
+    for i in range(steps):
+        check_cancel(cancel)
+        level = torch.full((n,), float(lams[i]), device=device)
+        v = denoise(z, cond, level).float()
+        x_hat = (alphas[i] * z - sigmas[i] * v).clamp(-1.0, 1.0)
+        if i + 1 < steps:
+            eps_hat = (z - alphas[i] * x_hat) / sigmas[i]
+            var = noise * sigmas[i + 1] ** 2 * float(-torch.expm1(lams[i] - lams[i + 1]))
+            z = alphas[i + 1] * x_hat + (sigmas[i + 1] ** 2 - var) ** 0.5 * eps_hat
+            if var > 0:
+                z = z + var ** 0.5 * randn()
+        if on_step is not None:
+            on_step(i + 1, steps, (x_hat + 1) / 2)
+    return (x_hat + 1) / 2

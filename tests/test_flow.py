@@ -1,0 +1,119 @@
+import pytest
+import torch
+
+from engine.errors import Cancelled, SettingsError
+from engine.flow import flow_loss, sample_flow
+from engine.progress import CancelToken
+
+SHAPE = (1, 3, 8, 12)
+
+
+def target_and_condition(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(SHAPE, generator=g, dtype=torch.float64)
+    return x, (x + 0.1 * torch.randn(SHAPE, generator=g, dtype=torch.float64)).clamp(0, 1)
+
+
+def straight_line_oracle(x01):
+    """The true velocity of a straight path to ``x01``: x_1 − x_0, constant along the path.
+    It remembers x_0 from its call at t = 0 (the velocity (x − z)/(1 − t) is 0/0 at t = 1)."""
+    x1, start = 2 * x01 - 1, {}
+
+    def velocity(z, cond, t):
+        if t[0].item() == 0.0:
+            start["x0"] = z.clone()
+        return x1 - start["x0"]
+    return velocity
+
+
+@pytest.mark.parametrize("solver", ["euler", "heun"])
+@pytest.mark.parametrize("steps", [1, 2, 7])
+def test_oracle_velocity_reaches_the_target(solver, steps):
+    x, x_ae = target_and_condition()
+    out = sample_flow(straight_line_oracle(x), x_ae, steps, 0.25, 1.0, solver, torch.Generator().manual_seed(0))
+    assert torch.allclose(out, x, atol=1e-12)
+
+
+@pytest.mark.parametrize("solver,steps", [("euler", 200), ("heun", 20)])
+def test_flow_transports_one_gaussian_onto_another(solver, steps):
+    # x_0 ~ N(m, σ0²), x_1 ~ N(mu, s²) independent: E[x_1 − x_0 | z_t] is linear in z_t, and
+    # integrating it must carry the start distribution onto the target.
+    m, sigma0, mu, s = -0.3, 0.25, 0.2, 0.15
+
+    def velocity(z, cond, t):
+        t = t[0].item()
+        mean_t, var_t = (1 - t) * m + t * mu, (1 - t) ** 2 * sigma0 ** 2 + t ** 2 * s ** 2
+        return (mu - m) + (t * s ** 2 - (1 - t) * sigma0 ** 2) / var_t * (z - mean_t)
+
+    x_ae = torch.full((1, 3, 64, 64), (m + 1) / 2, dtype=torch.float64)
+    out = 2 * sample_flow(velocity, x_ae, steps, sigma0, 1.0, solver, torch.Generator().manual_seed(1)) - 1
+    assert out.mean().item() == pytest.approx(mu, abs=0.01)
+    assert out.std().item() == pytest.approx(s, rel=0.02)
+
+
+def test_noise_scale_zero_starts_from_the_condition_and_ignores_the_seed():
+    _, x_ae = target_and_condition()
+    starts = []
+
+    def record(z, cond, t):
+        starts.append(z.clone())
+        return torch.zeros_like(z)
+    for seed in (0, 1):
+        out = sample_flow(record, x_ae, 1, 0.25, 0.0, "euler", torch.Generator().manual_seed(seed))
+        assert torch.allclose(out, x_ae)
+    assert torch.allclose(starts[0], 2 * x_ae - 1)
+
+
+def test_same_seed_same_sample_and_different_seeds_differ():
+    _, x_ae = target_and_condition()
+
+    def run(seed, solver):
+        return sample_flow(lambda z, c, t: c - z, x_ae, 3, 0.25, 1.0, solver, torch.Generator().manual_seed(seed))
+
+    for solver in ("euler", "heun"):
+        assert torch.equal(run(5, solver), run(5, solver))
+        assert not torch.allclose(run(5, solver), run(6, solver))
+
+
+def test_callback_reports_the_predicted_endpoint_once_per_step():
+    x, x_ae = target_and_condition()
+    seen = []
+    out = sample_flow(straight_line_oracle(x), x_ae, 3, 0.25, 1.0, "heun", torch.Generator().manual_seed(0),
+                      on_step=lambda i, n, est: seen.append((i, n, est.clone())))
+    assert [(i, n) for i, n, _ in seen] == [(1, 3), (2, 3), (3, 3)]
+    assert all(torch.allclose(est, x) for _, _, est in seen)
+    assert torch.equal(seen[-1][2], out)
+
+
+def test_cancel_from_the_callback_stops_before_the_next_step():
+    x, x_ae = target_and_condition()
+    token, calls = CancelToken(), []
+
+    def on_step(i, n, est):
+        calls.append(i)
+        if i == 2:
+            token.cancel()
+    with pytest.raises(Cancelled):
+        sample_flow(straight_line_oracle(x), x_ae, 8, on_step=on_step, cancel=token)
+    assert calls == [1, 2]
+
+
+def test_unknown_solver_is_a_settings_error():
+    _, x_ae = target_and_condition()
+    with pytest.raises(SettingsError, match="unknown flow solver 'rk4'"):
+        sample_flow(lambda z, c, t: z, x_ae, 2, solver="rk4")
+
+
+def test_loss_is_zero_for_the_true_velocity_and_trains_a_plain_loop():
+    x, x_ae = (a.float().repeat(4, 1, 1, 1) for a in target_and_condition())
+    x1 = 2 * x - 1
+
+    def true_velocity(z, cond, t):  # from z_t = (1 − t) x_0 + t x_1: x_1 − x_0 = (x_1 − z_t) / (1 − t)
+        return (x1.double() - z.double()) / (1 - t.double())[:, None, None, None]
+    assert flow_loss(true_velocity, x, x_ae, 0.25, torch.Generator().manual_seed(0)).item() < 1e-8
+
+    weight = torch.zeros(1, requires_grad=True)
+    loss = flow_loss(lambda z, c, t: weight * z, x, x_ae, 0.25)
+    assert loss.ndim == 0 and loss.item() > 0.01
+    loss.backward()
+    assert weight.grad is not None and weight.grad.abs().item() > 0
