@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from .autoencoder import AutoencoderConfig, HyperpriorAutoencoder, pad_to_stride
 from .dataset import PhotoSet
 from .training import TrainConfig, Trainer
-from .weights import save_weights
+from .weights import load_state, read_metadata, save_weights
 
 VALIDATION_RATES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -61,18 +61,27 @@ def validate(ae: HyperpriorAutoencoder, images: list[np.ndarray], crop: int = 51
 
 
 def train_autoencoder(data: PhotoSet, val: PhotoSet, config: TrainConfig,
-                      model_config: AutoencoderConfig = AutoencoderConfig()) -> Path:
-    """Train (resuming from config.out_dir) and export EMA weights at every checkpoint."""
+                      model_config: AutoencoderConfig = AutoencoderConfig(), init: Path | None = None) -> Path:
+    """Train (resuming from config.out_dir) and export EMA weights at every checkpoint.
+
+    ``init``: weights to start from when the run folder has no checkpoint yet (e.g. continue
+    the shipped model); its architecture replaces ``model_config``."""
+    prior_steps = 0
+    if init is not None:
+        _, config_dict, init_extra = read_metadata(init)
+        model_config, prior_steps = AutoencoderConfig(**config_dict), int(init_extra.get("steps", 0))
     export_path = Path(config.out_dir) / "autoencoder.safetensors"
     val_images = val.images[:8]
 
     def on_checkpoint(ema: nn.Module, step: int) -> dict[str, float]:
         metrics = validate(ema, val_images) if val_images else {}
         save_weights(export_path, ema, "autoencoder", model_config.to_dict(),
-                     {"steps": step, "validation": metrics, "crop": config.crop, "batch": config.batch})
+                     {"steps": prior_steps + step, "validation": metrics, "crop": config.crop, "batch": config.batch})
         return metrics
 
     model = HyperpriorAutoencoder(model_config)
+    if init is not None and not (Path(config.out_dir) / "checkpoint.pt").exists():
+        load_state(init, model, "autoencoder")
     trainer = Trainer(model, rd_loss, data.crops(config.crop, config.batch, config.seed), config, on_checkpoint)
     trainer.run()
     return export_path

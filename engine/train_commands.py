@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--autoencoder", type=Path, default=None,
                    help="frozen autoencoder weights for the decoder stages (default: the shipped ones)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="weights to start from when --out has no checkpoint (e.g. assets/weights/flow.safetensors)")
     p.add_argument("--base", type=int, default=None, help="decoder UNet base width (default: UNetConfig's)")
     p.set_defaults(run=run)
 
@@ -54,13 +56,13 @@ def run(args: argparse.Namespace) -> int:
     if args.stage == "autoencoder":
         from .train_autoencoder import train_autoencoder
 
-        path = train_autoencoder(train, val, config)
+        path = train_autoencoder(train, val, config, init=args.init)
     else:
         from .train_decoder import train_decoder
         from .unet import UNetConfig
 
         unet = UNetConfig(base=args.base) if args.base else UNetConfig()
         ae_path = args.autoencoder or default_weights_dir() / "autoencoder.safetensors"
-        path = train_decoder(args.stage, ae_path, train, val, config, unet)
+        path = train_decoder(args.stage, ae_path, train, val, config, unet, init=args.init)
     print(f"weights: {path}")
     return 0

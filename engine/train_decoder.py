@@ -15,6 +15,7 @@ from .flow import flow_loss
 from .score_decoder import DecoderKind, ScoreDecoder, TrainedFacts
 from .training import TrainConfig, Trainer
 from .unet import ConditionalUNet, UNetConfig
+from .errors import WeightsError
 from .weights import load_state, read_metadata
 
 VALIDATION_BATCHES = 2
@@ -48,9 +49,16 @@ def decoder_loss(kind: DecoderKind, ae: HyperpriorAutoencoder, facts: TrainedFac
 
 def train_decoder(kind: DecoderKind, autoencoder_path: str | Path, data: PhotoSet, val: PhotoSet,
                   config: TrainConfig, unet: UNetConfig = UNetConfig(),
-                  facts: TrainedFacts = TrainedFacts()) -> Path:
+                  facts: TrainedFacts = TrainedFacts(), init: Path | None = None) -> Path:
     """Train (resuming from config.out_dir); export EMA weights and a fixed-noise validation
-    loss at every checkpoint."""
+    loss at every checkpoint. ``init``: decoder weights to start from when the run folder has
+    no checkpoint yet; their architecture and trained facts replace ``unet`` and ``facts``."""
+    net, prior_steps = ConditionalUNet(unet), 0
+    if init is not None:
+        start = ScoreDecoder.load(init)
+        if start.kind != kind:
+            raise WeightsError(f"{init} holds a {start.kind} decoder, not a {kind} decoder")
+        net, facts, prior_steps = start.net.float().train(), start.facts, start.facts.train_steps
     export_path = Path(config.out_dir) / f"{kind}.safetensors"
     ae = load_frozen_autoencoder(autoencoder_path)
     val_crops = val.crops(config.crop, config.batch, seed=12345) if val.images else None
@@ -58,7 +66,7 @@ def train_decoder(kind: DecoderKind, autoencoder_path: str | Path, data: PhotoSe
 
     def on_checkpoint(ema: nn.Module, step: int) -> dict[str, float]:
         device = next(ema.parameters()).device
-        stamped = TrainedFacts(facts.shift_range, facts.flow_sigma, step, config.crop)
+        stamped = TrainedFacts(facts.shift_range, facts.flow_sigma, prior_steps + step, config.crop)
         ScoreDecoder(ema, kind, stamped).save(export_path)
         if not val_batches:
             return {}
@@ -68,7 +76,7 @@ def train_decoder(kind: DecoderKind, autoencoder_path: str | Path, data: PhotoSe
             losses = [float(loss_fn(ema, x.to(device))[0]) for x in val_batches]
         return {"val_loss": sum(losses) / len(losses)}
 
-    trainer = Trainer(ConditionalUNet(unet), decoder_loss(kind, ae, facts),
+    trainer = Trainer(net, decoder_loss(kind, ae, facts),
                       data.crops(config.crop, config.batch, config.seed), config, on_checkpoint)
     ae.to(trainer.device)
     trainer.run()

@@ -64,3 +64,15 @@ def test_split_is_by_photo_and_stable(tmp_path):
 def test_crops_are_in_range_and_sized():
     batch = next(_photos().crops(64, 4, seed=1))
     assert batch.shape == (4, 3, 64, 64) and 0 <= float(batch.min()) and float(batch.max()) <= 1
+
+
+def test_init_continues_from_shipped_weights(tmp_path):
+    weights = write_tiny_weights(tmp_path / "w")
+    path = train_autoencoder(_photos(), _photos(1), _config(tmp_path / "ae", 1),
+                             init=weights / "autoencoder.safetensors")
+    assert read_metadata(path)[1]["m"] == TINY_AUTOENCODER.m  # the init file's architecture was used
+    flow = train_decoder("flow", weights / "autoencoder.safetensors", _photos(), _photos(1),
+                         _config(tmp_path / "flow", 1), init=weights / "flow.safetensors")
+    assert ScoreDecoder.load(flow).net.config == TINY_UNET
+    assert ScoreDecoder.load(flow).facts.train_steps == 1  # tiny weights had 0 steps; one more here
+    assert read_metadata(path)[2]["steps"] == 1
