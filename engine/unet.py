@@ -1,14 +1,14 @@
 """The conditional UNet shared by the diffusion and the flow decoder.
 
-    [z | x_ae] (6ch, H×W) ─ pixel-unshuffle ×2 ─ conv ─┬─ ResBlocks ─ down ─ … ─ ResBlock ─ attention ─ ResBlock
+    [z | x_ae] (6ch, H×W) ─ pixel-unshuffle ×2 ─ conv ─┬─ ResBlocks ─ down ─ … ─ ResBlock ─ (attention) ─ ResBlock
                                                        │                                        │
     v (3ch, H×W) ─ pixel-shuffle ×2 ─ conv ─ ResBlocks ┴──── (skip concatenations) ── up ─ … ──┘
 
 The noisy image and the autoencoder reconstruction are stacked on channels; the noise
 level (logSNR for diffusion, t for flow) enters every ResBlock as a per-channel scale and
 shift of its normalised activations. The space-to-depth stem runs the whole network at
-half resolution, which cuts its cost about 4× on a CPU; self-attention only runs at the
-lowest resolution, where it is cheap."""
+half resolution, which cuts its cost about 4× on a CPU; optional self-attention runs only
+at the lowest resolution, where it is cheap."""
 from __future__ import annotations
 
 import math
@@ -32,7 +32,11 @@ class UNetConfig:
     base: int = 32  # channels at the first (half-resolution) level
     mults: tuple[int, ...] = (1, 2, 2, 4)  # channel multiplier per level; each level halves H and W
     blocks: int = 2  # ResBlocks per encoder level (the decoder uses one more, for the skip)
-    attention: bool = True  # self-attention at the lowest resolution
+    # Self-attention at the lowest resolution. Off by default: x_ae already fixes the
+    # global structure, the decoder's job is local texture, and attention would tie the
+    # output to the token count it was trained on (a 128-px crop is 8×8 tokens, a 512-px
+    # sampling tile 32×32); without it the tile size only trades memory for speed.
+    attention: bool = False
     head_dim: int = 64  # channels per attention head
     groups: int = 8  # GroupNorm groups
     level_dim: int = 128  # width of the noise-level embedding

@@ -6,7 +6,7 @@ import torch
 from engine.errors import WeightsError
 from engine.unet import ConditionalUNet, UNetConfig
 
-TINY = UNetConfig(base=8, mults=(1, 2), blocks=1, head_dim=8, groups=4, level_dim=16)
+TINY = UNetConfig(base=8, mults=(1, 2), blocks=1, attention=True, head_dim=8, groups=4, level_dim=16)
 
 
 def inputs(n=2, h=32, w=48, seed=0):
@@ -22,7 +22,7 @@ def test_untrained_network_predicts_zero_with_the_input_shape():
 
 
 def test_config_round_trips_through_json():
-    config = UNetConfig(base=16, mults=(1, 2, 4), blocks=3, attention=False)
+    config = UNetConfig(base=16, mults=(1, 2, 4), blocks=3, attention=True)
     assert UNetConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert config.size_multiple == 8
 
