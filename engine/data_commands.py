@@ -22,13 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pack", help="downscale fetched photos ≥2× into a compact train/val pack",
         description="Downscale every photo of SRC (or SRC/train) by at least 2× until its longer side fits "
                     "--max-side, re-encode it as a high-quality JPEG, and split by a hash of the file name into "
-                    "DST/train and DST/val. Licences are copied along.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "DST/train and DST/val. Licences are copied along.")
     pack.add_argument("source", metavar="SRC", type=Path)
     pack.add_argument("destination", metavar="DST", type=Path)
-    pack.add_argument("--max-side", type=int, default=768, metavar="N", help="longest side after packing, px")
-    pack.add_argument("--quality", type=int, default=95, metavar="Q", help="JPEG quality of the pack")
-    pack.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="share of photos held out")
+    pack.add_argument("--max-side", type=int, default=768, metavar="N", help="longest side after packing, px (default: 768)")
+    pack.add_argument("--quality", type=int, default=95, metavar="Q", help="JPEG quality of the pack (default: 95)")
+    pack.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="share of photos held out (default: 0.1)")
     pack.set_defaults(run=pack_command)
 
 

@@ -21,17 +21,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="For every image × bitrate × method: file size, PSNR, MS-SSIM, ST-LPIPS, SSIMULACRA2 and "
                     "timings (OUT/rows.csv); per method and bitrate patch FID/KID; BD-rates of the autoencoder "
                     "against each classical codec; plots, report.md and example crops. Rows already in "
-                    "OUT/rows.csv are skipped, so an interrupted run resumes. Needs the `eval` extra.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "OUT/rows.csv are skipped, so an interrupted run resumes. Needs the `eval` extra.")
     p.add_argument("--images", type=Path, required=True, metavar="DIR", help="folder of test images")
     p.add_argument("--out", type=Path, required=True, metavar="OUT", help="results folder (resumable)")
     p.add_argument("--bpp", type=_floats, default=(0.05, 0.1, 0.2, 0.4, 0.8), metavar="B,B,...",
-                   help="target bitrates")
+                   help="target bitrates (default: 0.05,0.1,0.2,0.4,0.8)")
     p.add_argument("--decoders", default=None, metavar="LIST",
                    help="e.g. ae,diffusion:16,flow:4 (steps optional); default: every decoder the weights have")
-    p.add_argument("--baselines", default="jpeg,webp,avif", metavar="LIST", help="classical codecs")
+    p.add_argument("--baselines", default="jpeg,webp,avif", metavar="LIST", help="classical codecs (default: jpeg,webp,avif)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images")
-    p.add_argument("--patch", type=int, default=256, metavar="P", help="FID/KID patch size")
+    p.add_argument("--patch", type=int, default=256, metavar="P", help="FID/KID patch size (default: 256)")
     p.add_argument("--patch-stride", type=int, default=None, metavar="S",
                    help="FID/KID patch stride (default: HiFiC grid + half-patch-shifted grid)")
     p.add_argument("--no-fid", dest="fid", action="store_false", help="skip patch FID/KID (slow on a CPU)")
@@ -42,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sweep-values", type=_floats, default=None, metavar="V,V,...",
                    help="values of the swept setting (default: steps 1..32, noise 0..1, shift over the trained range)")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="write report.md without PNG plots")
-    p.add_argument("--crops", type=int, default=3, metavar="N", help="save example crops of the first N images")
+    p.add_argument("--crops", type=int, default=3, metavar="N", help="save example crops of the first N images (default: 3)")
+    p.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="CPU threads for torch (default 0: torch's choice; 1 avoids thrashing beside a busy job)")
     add_engine_options(p)
     p.set_defaults(run=run)
 
@@ -53,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise SettingsError(f"--limit must be at least 1, got {args.limit}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     engine = open_engine(args)
     config = EvalConfig(images=args.images, out=args.out, bpps=args.bpp, decoders=args.decoders,
                         baselines=args.baselines, limit=args.limit, patch=args.patch, patch_stride=args.patch_stride,
