@@ -1,0 +1,85 @@
+"""The control panel: values in and out, ranges from the model, decoder defaults, tooltips."""
+from __future__ import annotations
+
+import pytest
+
+from engine.api import DecodeSettings, ModelInfo
+from viewer.controls import TIPS, ControlPanel, ControlValues
+from viewer.float_slider import FloatSlider
+
+INFO = ModelInfo(model_id="m", weights_hash="h", rate_range=(0.0, 1.0), bpp_range=(0.1, 0.8),
+                 shift_range=(0.5, 2.0), decoders=("ae", "diffusion", "flow"),
+                 defaults={"diffusion": DecodeSettings("diffusion", steps=32, shift=1.5, noise=0.2),
+                           "flow": DecodeSettings("flow", steps=4, shift=0.0, noise=1.0)})
+
+
+@pytest.fixture
+def panel(qtbot):
+    widget = ControlPanel(ControlValues(bpp=0.2, steps=16, seed=7))
+    qtbot.addWidget(widget)
+    widget.set_info(INFO)
+    return widget
+
+
+def test_values_round_trip_through_a_dict_and_ignore_junk():
+    values = ControlValues(bpp=0.3, decoder="flow", steps=8, shift=1.2, noise=0.5, seed=9, realism=0.4,
+                           codec="webp", device="cpu")
+    assert ControlValues.from_dict(values.to_dict()) == values
+    assert ControlValues.from_dict({"steps": "not a number", "bogus": 1, "seed": "12"}) == ControlValues(seed=12)
+
+
+def test_settings_carry_the_decoder_knobs():
+    s = ControlValues(decoder="flow", steps=3, noise=0.25, seed=5, realism=0.5).settings()
+    assert (s.decoder, s.steps, s.noise, s.seed, s.realism) == ("flow", 3, 0.25, 5, 0.5)
+
+
+def test_model_info_sets_the_slider_ranges(panel):
+    assert panel.bpp.range() == (0.1, 0.8)
+    assert panel.shift.range() == (0.5, 2.0)
+    assert panel.values().bpp == pytest.approx(0.2, rel=0.01)
+    assert panel.values().shift == pytest.approx(1.0, abs=0.01)
+
+
+def test_moving_a_control_emits_the_new_values(panel, qtbot):
+    with qtbot.waitSignal(panel.changed, timeout=1000) as blocker:
+        panel.steps.setValue(40)
+    assert blocker.args[0].steps == 40
+    with qtbot.waitSignal(panel.changed, timeout=1000) as blocker:
+        panel.new_seed.click()
+    assert blocker.args[0].seed == panel.seed.value()
+
+
+def test_switching_decoder_brings_its_defaults_and_disables_shift_for_the_flow(panel, qtbot):
+    with qtbot.waitSignal(panel.changed, timeout=1000) as blocker:
+        panel.decoder.setCurrentIndex(panel.decoder.findData("flow"))
+    values = blocker.args[0]
+    assert (values.decoder, values.steps, values.noise) == ("flow", 4, 1.0)
+    assert values.seed == 7  # the seed is the user's, not the decoder's
+    assert not panel.shift.isEnabled()
+
+
+def test_set_values_is_silent(panel, qtbot):
+    with qtbot.assertNotEmitted(panel.changed):
+        panel.set_values(ControlValues(bpp=0.5, steps=3))
+    assert panel.values().steps == 3
+
+
+def test_every_control_explains_itself(panel):
+    for name in TIPS:
+        assert getattr(panel, name).toolTip() == TIPS[name]
+
+
+def test_file_label_shows_the_real_size(panel):
+    panel.show_encoded(7213, 0.1468)
+    assert "7,213 bytes" in panel.file_label.text() and "0.147 bpp" in panel.file_label.text()
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_float_slider_maps_its_ends_and_clamps(qtbot, log):
+    slider = FloatSlider(0.05, 1.0, 0.2, log=log)
+    qtbot.addWidget(slider)
+    assert slider.value() == pytest.approx(0.2, rel=0.01)
+    slider.setValue(5.0)
+    assert slider.value() == pytest.approx(1.0)
+    slider.setValue(0.0)
+    assert slider.value() == pytest.approx(0.05)

@@ -1,0 +1,56 @@
+"""Demo mode: full screen, classical vs learned at the same size, keyboard only."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from tests.test_viewer_support import IDLE_TIMEOUT_MS, open_window, samples, tiny_engine  # noqa: F401 (fixtures)
+from viewer.captions import demo_texts, human_size
+from viewer.controls import ControlValues
+from viewer.qimage import from_qimage
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_engine, samples):
+    return open_window(qtbot, tmp_path, tiny_engine)
+
+
+def test_demo_opens_full_screen_with_both_pictures_and_closes_on_escape(window, qtbot):
+    qtbot.keyClick(window, Qt.Key.Key_F11)
+    demo = window.demo
+    assert demo is not None and demo.isFullScreen()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is demo, timeout=2000)
+    size = human_size(window.encoded.nbytes)
+    assert demo.headline.text() == f"Same {size} file: JPEG | learned decoder"
+    assert demo.left_caption.text() == "JPEG" and demo.right_caption.text().startswith("Learned decoder")
+    np.testing.assert_array_equal(demo_pixels(demo.left_picture), window.raw["classical"])
+    np.testing.assert_array_equal(demo_pixels(demo.right_picture), window.raw["refined"])
+    qtbot.keyClick(demo, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: window.demo is None, timeout=2000)
+
+
+def test_arrow_keys_move_through_the_samples(window, qtbot, samples):
+    window.enter_demo()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window.demo, timeout=2000)
+    with qtbot.waitSignal(window.idle, timeout=IDLE_TIMEOUT_MS):
+        qtbot.keyClick(window.demo, Qt.Key.Key_Right)
+    assert window.image.path == samples[1]
+    with qtbot.waitSignal(window.idle, timeout=IDLE_TIMEOUT_MS):
+        qtbot.keyClick(window.demo, Qt.Key.Key_Space)
+    assert window.image.path == samples[0]  # wraps around
+    qtbot.keyClick(window.demo, Qt.Key.Key_A)
+    assert window.demo.auto_advance and "auto-advance (on)" in window.demo.hint.text()
+    qtbot.keyClick(window.demo, Qt.Key.Key_F11)
+    qtbot.waitUntil(lambda: window.demo is None, timeout=2000)
+
+
+def test_demo_texts_speak_in_file_sizes():
+    headline, left, right = demo_texts("webp", 7213, ControlValues(decoder="flow", steps=4).settings(), "refining 2/4")
+    assert headline == "Same 7.2 KB file: WebP | learned decoder"
+    assert left == "WebP" and right == "Learned decoder (rectified flow, 4 steps) — refining 2/4"
+
+
+def demo_pixels(picture) -> np.ndarray:
+    return from_qimage(picture.image)

@@ -1,0 +1,171 @@
+"""The main window driven like a user would, with tiny random-init weights on the CPU."""
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from engine.images import load_image
+from tests.test_viewer_support import (IDLE_TIMEOUT_MS, image_to_viewport, open_window, press_drag_release,
+                                       samples, tiny_engine)  # noqa: F401 (fixtures)
+from viewer.jobs import PANES
+from viewer.loupe import magnify
+from viewer.qimage import from_qimage
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, tiny_engine, samples):
+    return open_window(qtbot, tmp_path, tiny_engine)
+
+
+def plain(html: str) -> str:
+    return re.sub(r"<[^>]+>", "", html)
+
+
+def steps_of(window, qtbot, change) -> tuple[list[int], int]:
+    """Make ``change`` and return the step indices streamed for the decode it starts, and its id."""
+    seen: list[tuple[int, int]] = []
+    window.worker.step.connect(lambda rid, report: seen.append((rid, report.index)))  # runs on the worker thread
+    with qtbot.waitSignal(window.decode_ended, timeout=IDLE_TIMEOUT_MS,
+                          check_params_cb=lambda rid, outcome: rid == window.request.request_id):
+        change()
+    rid = window.request.request_id
+    return [index for r, index in seen if r == rid], rid
+
+
+def test_opens_the_first_sample_and_fills_every_pane(window, samples):
+    np.testing.assert_array_equal(window.raw["original"], load_image(samples[0]).rgb)
+    for pane in PANES:
+        assert window.raw[pane].shape == window.raw["original"].shape, pane
+    assert f"{window.encoded.nbytes:,} bytes" in plain(window.controls.file_label.text())
+    assert float(window.table.text("ae", "PSNR ↑")) == pytest.approx(window.stats["ae"].psnr, abs=0.01)
+    assert float(window.table.text("classical", "bpp")) > 0
+    assert "bpp" in window.caption("refined") and window.caption("refined").startswith("3 · Refined")
+    assert window.status.label.text().startswith("done")
+    assert len(window.rate_plot.points()) > 0
+
+
+def test_bitrate_slider_encodes_again_and_shows_the_real_file(window, qtbot):
+    old = window.request.request_id
+    with qtbot.waitSignal(window.decode_ended, timeout=IDLE_TIMEOUT_MS,
+                          check_params_cb=lambda rid, outcome: rid > old):
+        window.controls.bpp.setValue(0.6)
+    assert window.request.bpp == pytest.approx(0.6, rel=0.01)
+    encoded = window.encoded
+    assert f"{encoded.nbytes:,} bytes · {encoded.bpp:.3f} bpp" in plain(window.controls.file_label.text())
+    assert window.stats["ae"].nbytes == encoded.nbytes and window.stats["ae"].bpp == pytest.approx(encoded.bpp)
+    assert window.rate_plot.current.value() == pytest.approx(window.request.bpp)
+
+
+def test_changing_steps_streams_exactly_that_many_steps(window, qtbot):
+    steps, _ = steps_of(window, qtbot, lambda: window.controls.steps.setValue(5))
+    assert steps == [1, 2, 3, 4, 5]
+    assert window.step_plot.points()[0] == [1, 2, 3, 4, 5]
+    assert window.status.label.text() == f"done: 5 steps in {window.last_step.elapsed_s:.1f} s"
+
+
+def test_stop_cancels_the_running_decode_and_keeps_the_last_estimate(window, qtbot):
+    window.controls.set_values(replace(window.controls.values(), steps=256))
+    window.request_decode()
+    qtbot.waitUntil(lambda: window.last_step is not None, timeout=IDLE_TIMEOUT_MS)
+    with qtbot.waitSignal(window.decode_ended, timeout=IDLE_TIMEOUT_MS) as blocker:
+        window.status.stop.click()
+    assert blocker.args[1] == "stopped"
+    assert window.last_step.index < 256
+    assert window.status.label.text().startswith(f"stopped at step {window.last_step.index}/256")
+    assert not window.status.stop.isEnabled()
+
+
+def test_moving_a_control_mid_decode_cancels_it_and_runs_only_the_newest(window, qtbot):
+    window.controls.steps.blockSignals(True)
+    window.controls.steps.setValue(256)
+    window.controls.steps.blockSignals(False)
+    window.request_decode()
+    qtbot.waitUntil(lambda: window.last_step is not None, timeout=IDLE_TIMEOUT_MS)
+    first = window.request.request_id
+    cancelled, finished = [], []
+    window.worker.decode_cancelled.connect(cancelled.append)
+    window.worker.decode_finished.connect(finished.append)
+    window.controls.steps.setValue(3)  # cancels request `first`...
+    window.controls.seed.setValue(11)  # ...and this one supersedes the steps=3 request before it runs
+    qtbot.waitUntil(lambda: window.request.request_id in finished, timeout=IDLE_TIMEOUT_MS)
+    assert first in cancelled
+    assert finished == [window.request.request_id]  # nothing older finished
+    assert window.request.settings.seed == 11 and window.request.settings.steps == 3
+
+
+def test_a_corrupt_file_shows_a_message_and_keeps_the_previous_image(window, qtbot, tmp_path):
+    before = window.raw["original"].copy()
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    with qtbot.waitSignal(window.idle, timeout=IDLE_TIMEOUT_MS):
+        window.open_path(bad)
+    assert "broken.png" in window.banner.text() and not window.banner.isHidden()
+    np.testing.assert_array_equal(window.raw["original"], before)
+    assert window.image.path.name == "sample0.png"
+
+
+def test_dropping_a_file_opens_it(window, qtbot, samples):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(samples[1]))])
+    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                       Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.idle, timeout=IDLE_TIMEOUT_MS):
+        window.dropEvent(event)
+    assert window.image.path == samples[1]
+    np.testing.assert_array_equal(window.raw["original"], load_image(samples[1]).rgb)
+    assert window.settings.recent_files()[0] == samples[1].resolve()
+
+
+def test_number_keys_flicker_between_panes(window, qtbot):
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_3)
+    assert window.views.mode == "flicker" and window.views.flicker.current == "refined"
+    qtbot.keyClick(window, Qt.Key.Key_2)
+    np.testing.assert_array_equal(window.views.flicker.item.image, window.raw["ae"])
+    qtbot.keyClick(window, Qt.Key.Key_G)
+    assert window.views.mode == "grid"
+
+
+def test_loupe_shows_exact_pixels_and_follows_the_decode(window, qtbot):
+    box, canvas = window.views.grid.box["ae"], window.views.grid.canvas
+    press_drag_release(canvas.viewport(), image_to_viewport(canvas, box, 4, 6),
+                       image_to_viewport(canvas, box, 20, 18), Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(window.loupe.isVisible, timeout=2000)
+    crop, factor = window.loupe.crop, window.loupe.magnification.value()
+    for pane in PANES:
+        shown = from_qimage(window.loupe.views[pane].pixmap().toImage())
+        np.testing.assert_array_equal(shown, magnify(crop.of(window.raw[pane]), factor), err_msg=pane)
+    old = window.raw["refined"].copy()
+    with qtbot.waitSignal(window.idle, timeout=IDLE_TIMEOUT_MS):
+        window.controls.seed.setValue(window.controls.seed.value() + 1)
+    assert not np.array_equal(old, window.raw["refined"])
+    shown = from_qimage(window.loupe.views["refined"].pixmap().toImage())
+    np.testing.assert_array_equal(shown, magnify(crop.of(window.raw["refined"]), factor))
+
+
+def test_maps_show_errors_and_invented_detail(window):
+    window.set_maps(True)
+    assert window.caption("original").startswith("1 · Invented detail")
+    assert window.views.grid.items["ae"].image.shape == window.raw["ae"].shape
+    from viewer.maps import difference_image
+    np.testing.assert_array_equal(window.shown_image("original"),
+                                  difference_image(window.raw["refined"], window.raw["ae"]))
+    np.testing.assert_array_equal(window.shown_image("classical"),
+                                  difference_image(window.raw["classical"], window.raw["original"]))
+    window.set_maps(False)
+    np.testing.assert_array_equal(window.shown_image("ae"), window.raw["ae"])
+
+
+def test_controls_and_view_are_remembered(window, qtbot, tmp_path, tiny_engine):
+    window.controls.steps.setValue(9)
+    window.set_mode("split")
+    qtbot.waitUntil(lambda: not window.decode_busy, timeout=IDLE_TIMEOUT_MS)
+    window.close()
+    again = open_window(qtbot, tmp_path, tiny_engine, steps=None)
+    assert again.controls.values().steps == 9
+    assert again.views.mode == "split"

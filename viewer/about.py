@@ -1,0 +1,43 @@
+"""Help → About: what this program is and the facts of the loaded model (from its card)."""
+from __future__ import annotations
+
+from typing import Optional
+
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTextBrowser, QVBoxLayout, QWidget
+
+from engine.api import ModelInfo
+
+INTRO = ("<b>hfd-viewer</b> compares a learned image codec with a classical one at the same file size. "
+         "The autoencoder's bits set the file; a diffusion model or rectified flow then adds fine "
+         "detail at decode time without extra bits.")
+
+
+def model_facts_html(info: Optional[ModelInfo], device: str) -> str:
+    if info is None:
+        return "<p><i>No model loaded.</i></p>"
+    decoders = ", ".join(info.decoders)
+    return (f"<table><tr><td>Model</td><td>{info.model_id}</td></tr>"
+            f"<tr><td>Weights hash</td><td><code>{info.weights_hash}</code></td></tr>"
+            f"<tr><td>Decoders</td><td>{decoders}</td></tr>"
+            f"<tr><td>Bitrate range</td><td>{info.bpp_range[0]:.3f}–{info.bpp_range[1]:.3f} bpp</td></tr>"
+            f"<tr><td>Schedule shift range</td><td>{info.shift_range[0]:+.2f} to {info.shift_range[1]:+.2f}</td></tr>"
+            f"<tr><td>Running on</td><td>{device}</td></tr></table>")
+
+
+class AboutDialog(QDialog):
+    """Non-modal; shows the model card text below the facts."""
+
+    def __init__(self, info: Optional[ModelInfo], device: str, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("About hfd-viewer")
+        self.resize(560, 520)
+        layout = QVBoxLayout(self)
+        intro = QLabel(INTRO + model_facts_html(info, device))
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        self.card = QTextBrowser()
+        self.card.setMarkdown(info.card if info is not None and info.card else "_No model card._")
+        layout.addWidget(self.card, 1)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.close)
+        layout.addWidget(buttons)

@@ -1,0 +1,230 @@
+"""The side panel of knobs: bitrate (the only one that changes the file) and the decoder's
+own settings (which change only how the same file is decoded)."""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Optional
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSpinBox,
+                               QVBoxLayout, QWidget)
+
+from engine.api import DecodeSettings, ModelInfo
+
+from .float_slider import FloatSlider
+from .jobs import CODEC_LABELS, CODECS
+
+DECODER_LABELS = {"diffusion": "Diffusion", "flow": "Rectified flow"}
+DEVICES = {"auto": "Auto", "cpu": "CPU", "cuda": "GPU (CUDA)"}
+MAX_SEED = 2**31 - 1
+
+TIPS = {
+    "bpp": "How many bits per pixel the file may use. Lower means a smaller file and a blurrier "
+           "autoencoder image. This is the only control that changes the file; all others change "
+           "only how the same file is decoded.",
+    "decoder": "Which generative decoder adds the fine detail: diffusion (best with many steps) "
+               "or rectified flow (good with very few steps).",
+    "steps": "How many refinement steps the decoder takes (1-256). More steps are slower and "
+             "usually give cleaner detail.",
+    "shift": "Moves the diffusion noise schedule toward less noise. Higher: the decoder trusts the "
+             "autoencoder image more and changes less.",
+    "noise": "Fresh randomness added at each step. 0 = deterministic (DDIM), 1 = full ancestral "
+             "sampling (DDPM). For the rectified flow: how much noise the start image gets.",
+    "seed": "The decoder's random seed. The same file and seed always give the same picture; "
+            "a new seed invents different detail.",
+    "new_seed": "Pick a random seed and decode again.",
+    "realism": "Blend between the autoencoder image (0) and the fully refined image (1).",
+    "codec": "The classical codec shown beside it, tuned to produce a file of the same size.",
+    "device": "Where the model runs. Auto uses the GPU when there is one.",
+}
+
+
+@dataclass(frozen=True)
+class ControlValues:
+    """Everything the panel sets; what the worker needs and what QSettings remembers."""
+
+    bpp: float = 0.15
+    decoder: str = "diffusion"
+    steps: int = 16
+    shift: float = 1.0
+    noise: float = 0.0
+    seed: int = 0
+    realism: float = 1.0
+    codec: str = "jpeg"
+    device: str = "auto"
+
+    def settings(self) -> DecodeSettings:
+        return DecodeSettings(decoder=self.decoder, steps=self.steps, shift=self.shift, noise=self.noise,
+                              seed=self.seed, realism=self.realism)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ControlValues":
+        """Build from remembered values, ignoring unknown keys and unreadable values."""
+        values = cls()
+        for f in fields(cls):
+            if f.name in data:
+                try:
+                    values = replace(values, **{f.name: type(getattr(values, f.name))(data[f.name])})
+                except (TypeError, ValueError):
+                    pass
+        return values
+
+
+class ControlPanel(QWidget):
+    """Emits ``changed`` with the new ControlValues whenever the user moves anything."""
+
+    changed = Signal(object)  # ControlValues
+    device_changed = Signal(str)
+
+    def __init__(self, values: ControlValues = ControlValues()) -> None:
+        super().__init__()
+        self._info: Optional[ModelInfo] = None
+        self._quiet = False
+
+        self.bpp = FloatSlider(0.05, 1.0, values.bpp, fmt="{:.3f} bpp", log=True)
+        self.file_label = QLabel("file: not encoded yet")
+        self.decoder = QComboBox()
+        for key, label in DECODER_LABELS.items():
+            self.decoder.addItem(label, key)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 256)
+        self.shift = FloatSlider(0.0, 4.0, values.shift, fmt="{:+.2f}")
+        self.noise = FloatSlider(0.0, 1.0, values.noise)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, MAX_SEED)
+        self.new_seed = QPushButton("New seed")
+        self.realism = FloatSlider(0.0, 1.0, values.realism)
+        self.codec = QComboBox()
+        for key in CODECS:
+            self.codec.addItem(CODEC_LABELS[key], key)
+        self.device = QComboBox()
+        for key, label in DEVICES.items():
+            self.device.addItem(label, key)
+
+        for name in ("bpp", "decoder", "steps", "shift", "noise", "seed", "new_seed", "realism", "codec", "device"):
+            getattr(self, name).setToolTip(TIPS[name])
+        self.file_label.setToolTip("Size of the real .hfd file at this bitrate (every byte counted).")
+
+        file_box = QGroupBox("File (bits)")
+        file_form = QFormLayout(file_box)
+        file_form.addRow("Bitrate", self.bpp)
+        file_form.addRow("", self.file_label)
+        file_form.addRow("Compare with", self.codec)
+        decode_box = QGroupBox("Decoder (same bits, different pixels)")
+        form = QFormLayout(decode_box)
+        form.addRow("Decoder", self.decoder)
+        form.addRow("Steps", self.steps)
+        form.addRow("Schedule shift", self.shift)
+        form.addRow("Sampler noise", self.noise)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.new_seed)
+        form.addRow("Seed", seed_row)
+        form.addRow("Realism", self.realism)
+        form.addRow("Device", self.device)
+        for label_form, name in ((file_form, "bpp"), (file_form, "codec"), (form, "decoder"), (form, "steps"),
+                                 (form, "shift"), (form, "noise"), (form, "seed"), (form, "realism"),
+                                 (form, "device")):
+            label = label_form.labelForField(getattr(self, name))
+            if label is not None:
+                label.setToolTip(TIPS[name])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(file_box)
+        layout.addWidget(decode_box)
+        layout.addStretch(1)
+
+        self.set_values(values)
+        for signal in (self.bpp.valueChanged, self.shift.valueChanged, self.noise.valueChanged,
+                       self.realism.valueChanged, self.steps.valueChanged, self.seed.valueChanged,
+                       self.codec.currentIndexChanged):
+            signal.connect(self._emit)
+        self.decoder.currentIndexChanged.connect(self._on_decoder)
+        self.device.currentIndexChanged.connect(self._on_device)
+        self.new_seed.clicked.connect(lambda: self.seed.setValue(random.randint(0, MAX_SEED)))
+
+    # ---- state -------------------------------------------------------------------------
+    def values(self) -> ControlValues:
+        return ControlValues(
+            bpp=round(self.bpp.value(), 4), decoder=self.decoder.currentData(), steps=self.steps.value(),
+            shift=round(self.shift.value(), 3), noise=round(self.noise.value(), 3), seed=self.seed.value(),
+            realism=round(self.realism.value(), 3), codec=self.codec.currentData(),
+            device=self.device.currentData())
+
+    def set_values(self, values: ControlValues) -> None:
+        """Show ``values`` without emitting ``changed``."""
+        self._quiet = True
+        try:
+            self.bpp.setValue(values.bpp)
+            self._select(self.decoder, values.decoder)
+            self.steps.setValue(values.steps)
+            self.shift.setValue(values.shift)
+            self.noise.setValue(values.noise)
+            self.seed.setValue(values.seed)
+            self.realism.setValue(values.realism)
+            self._select(self.codec, values.codec)
+            self._select(self.device, values.device)
+            self.shift.setEnabled(self.decoder.currentData() == "diffusion")
+        finally:
+            self._quiet = False
+
+    def set_info(self, info: ModelInfo) -> None:
+        """Fit the ranges and decoder list to the loaded weights."""
+        self._info = info
+        values = self.values()
+        self._quiet = True
+        try:
+            self.bpp.setRange(*info.bpp_range)
+            self.shift.setRange(*info.shift_range)
+            for key in DECODER_LABELS:
+                index = self.decoder.findData(key)
+                self.decoder.model().item(index).setEnabled(key in info.decoders)
+        finally:
+            self._quiet = False
+        if values.decoder not in info.decoders:
+            usable = [d for d in DECODER_LABELS if d in info.decoders]
+            if usable:
+                values = self._with_defaults(replace(values, decoder=usable[0]))
+        self.set_values(replace(values, bpp=self.bpp.value(), shift=self.shift.value()))
+
+    def show_encoded(self, nbytes: int, bpp: float, at_minimum: bool = False) -> None:
+        """``at_minimum``: the target was below the smallest file the model makes for this image."""
+        note = "<br><i>the smallest file for this image</i>" if at_minimum else ""
+        self.file_label.setText(f"file: <b>{nbytes:,} bytes</b> · {bpp:.3f} bpp{note}")
+
+    def set_bpp(self, bpp: float) -> None:
+        """Move the bitrate slider as if the user had (e.g. from a click on the rate plot)."""
+        self.bpp.setValue(bpp)
+
+    # ---- reactions ---------------------------------------------------------------------
+    def _on_decoder(self) -> None:
+        if self._quiet:
+            return
+        self.set_values(self._with_defaults(self.values()))
+        self._emit()
+
+    def _on_device(self) -> None:
+        if not self._quiet:
+            self.device_changed.emit(self.device.currentData())
+            self._emit()
+
+    def _with_defaults(self, values: ControlValues) -> ControlValues:
+        """A decoder switch brings that decoder's recommended steps, shift and noise."""
+        default = self._info.defaults.get(values.decoder) if self._info else None
+        if default is None:
+            return values
+        return replace(values, steps=default.steps, shift=default.shift, noise=default.noise)
+
+    def _emit(self, *_args) -> None:
+        if not self._quiet:
+            self.changed.emit(self.values())
+
+    @staticmethod
+    def _select(combo: QComboBox, key: str) -> None:
+        index = combo.findData(key)
+        if index >= 0:
+            combo.setCurrentIndex(index)

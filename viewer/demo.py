@@ -1,0 +1,126 @@
+"""Demo mode: full screen, two big pictures (classical codec vs learned decoder at the same
+file size) with plain captions, driven by the keyboard alone."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from PySide6.QtCore import QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QKeyEvent, QPainter
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from .qimage import to_qimage
+
+AUTO_ADVANCE_MS = 12_000
+
+
+class PictureWidget(QWidget):
+    """Paints an image as large as fits, keeping its aspect; exact pixels when enlarged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.image = None
+        self.setMinimumSize(200, 150)
+
+    def set_image(self, rgb: Optional[np.ndarray]) -> None:
+        self.image = to_qimage(rgb) if rgb is not None else None
+        self.update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor(0, 0, 0))
+        if self.image is None:
+            return
+        w, h = self.image.width(), self.image.height()
+        scale = min(self.width() / w, self.height() / h)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, scale < 1)
+        target = QRectF((self.width() - w * scale) / 2, (self.height() - h * scale) / 2, w * scale, h * scale)
+        painter.drawImage(target, self.image)
+
+
+def _label(size_px: int, colour: str) -> QLabel:
+    label = QLabel()
+    font = QFont()
+    font.setPixelSize(size_px)
+    label.setFont(font)
+    label.setStyleSheet(f"color:{colour}; background:black;")
+    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    return label
+
+
+class DemoWindow(QWidget):
+    """``advance(+1/-1)`` asks for another sample; ``left`` is emitted when the demo ends."""
+
+    advance = Signal(int)
+    left = Signal()
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent, Qt.WindowType.Window)
+        self.setWindowTitle("hfd demo")
+        self.setStyleSheet("background:black;")
+        self.headline = _label(34, "#ffffff")
+        self.left_picture, self.right_picture = PictureWidget(), PictureWidget()
+        self.left_caption, self.right_caption = _label(22, "#dddddd"), _label(22, "#ffcc66")
+        self.hint = _label(14, "#777777")
+        pictures = QHBoxLayout()
+        for picture, caption in ((self.left_picture, self.left_caption), (self.right_picture, self.right_caption)):
+            column = QVBoxLayout()
+            column.addWidget(picture, 1)
+            column.addWidget(caption)
+            pictures.addLayout(column, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(24, 16, 24, 12)
+        layout.addWidget(self.headline)
+        layout.addLayout(pictures, 1)
+        layout.addWidget(self.hint)
+        self.timer = QTimer(self)
+        self.timer.setInterval(AUTO_ADVANCE_MS)
+        self.timer.timeout.connect(lambda: self.advance.emit(1))
+        self._show_hint()
+
+    def set_pictures(self, left: Optional[np.ndarray], right: Optional[np.ndarray]) -> None:
+        self.left_picture.set_image(left)
+        self.right_picture.set_image(right)
+
+    def set_texts(self, headline: str, left_caption: str, right_caption: str) -> None:
+        self.headline.setText(headline)
+        self.left_caption.setText(left_caption)
+        self.right_caption.setText(right_caption)
+
+    @property
+    def auto_advance(self) -> bool:
+        return self.timer.isActive()
+
+    def set_auto_advance(self, on: bool) -> None:
+        if on:
+            self.timer.start()
+        else:
+            self.timer.stop()
+        self._show_hint()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        key = event.key()
+        if key in (Qt.Key.Key_Escape, Qt.Key.Key_F11):
+            self.close()
+        elif key in (Qt.Key.Key_Right, Qt.Key.Key_Space, Qt.Key.Key_PageDown):
+            self._step(1)
+        elif key in (Qt.Key.Key_Left, Qt.Key.Key_PageUp):
+            self._step(-1)
+        elif key == Qt.Key.Key_A:
+            self.set_auto_advance(not self.auto_advance)
+        else:
+            super().keyPressEvent(event)
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.timer.stop()
+        super().closeEvent(event)
+        self.left.emit()
+
+    def _step(self, delta: int) -> None:
+        if self.auto_advance:
+            self.timer.start()  # a manual step restarts the countdown
+        self.advance.emit(delta)
+
+    def _show_hint(self) -> None:
+        auto = "on" if self.auto_advance else "off"
+        self.hint.setText(f"→ / Space next   ← previous   A auto-advance ({auto})   Esc leave")

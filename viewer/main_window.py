@@ -1,0 +1,624 @@
+"""The main window: wires controls, views, numbers and plots to the one engine worker.
+
+It keeps the state the screen shows (the current image, the latest results of the
+current request) and turns every user action into a request; results whose request id
+is not the current one are dropped."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMenu, QScrollArea, QSplitter,
+                               QVBoxLayout, QWidget)
+
+from engine.api import Encoded, ModelInfo
+
+from .about import AboutDialog
+from .banner import Banner
+from .captions import demo_texts, pane_caption, pane_title
+from .controls import ControlPanel, ControlValues
+from .decode_status import DecodeStatus
+from .demo import DemoWindow
+from .export import compose_comparison, save_png
+from .jobs import CODEC_LABELS, PANES, DecodeRequest, OpenedImage, PaneStats, RatePoint, RateRequest, StepReport
+from .loupe import LoupeWindow
+from .maps import colour_bar, difference_image, MAP_MAX
+from .panes import PANE_TITLES, Crop
+from .plots import RatePlot, StepPlot
+from .qimage import to_pixmap
+from .samples import SAMPLES_DIR, sample_paths
+from .settings import ViewerSettings
+from .shortcuts import SHORTCUTS, ShortcutsDialog
+from .stats_table import StatsTable
+from .views import MODES, ComparisonViews
+from .worker import EngineFactory, WorkerHost
+
+log = logging.getLogger(__name__)
+
+RATE_POINTS = 8
+PAINT_INTERVAL_MS = 30  # streamed estimates are painted at most this often
+
+
+class MainWindow(QMainWindow):
+    """``decode_ended(request id, "done" | "stopped" | "failed")`` fires once the window has shown
+    the outcome of the current decode; ``idle`` when the current decode and rate sweep have both
+    ended. Both are emitted on the GUI thread."""
+
+    decode_ended = Signal(int, str)
+    idle = Signal()
+
+    def __init__(self, engine_factory: EngineFactory, settings: QSettings, samples_dir: Path = SAMPLES_DIR,
+                 rate_points: int = RATE_POINTS) -> None:
+        super().__init__()
+        self.setWindowTitle("hfd-viewer")
+        self.setAcceptDrops(True)
+        self.settings = ViewerSettings(settings)
+        self.samples_dir = samples_dir
+        self.rate_points = rate_points
+        self.host = WorkerHost(engine_factory)
+        self.worker = self.host.worker
+
+        self.info: Optional[ModelInfo] = None
+        self.device = ""
+        self.image: Optional[OpenedImage] = None
+        self.encoded: Optional[Encoded] = None
+        self.raw: dict[str, Optional[np.ndarray]] = {p: None for p in PANES}
+        self.stats: dict[str, Optional[PaneStats]] = {p: None for p in PANES}
+        self.show_maps = False
+        self._maps: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # pane -> (a, b, map of a vs b)
+        self.request: Optional[DecodeRequest] = None
+        self.decode_busy = False
+        self.rate_busy = False
+        self.last_step: Optional[StepReport] = None
+        self._open_key = 0
+        self._rate_id = 0
+        self._pending_estimate: Optional[np.ndarray] = None
+        self._paint_timer = QTimer(self)
+        self._paint_timer.setSingleShot(True)
+        self._paint_timer.setInterval(PAINT_INTERVAL_MS)
+        self._paint_timer.timeout.connect(self._paint_estimate)
+        self.demo: Optional[DemoWindow] = None
+        self._dialogs: list[QWidget] = []
+
+        self._build_widgets()
+        self._build_actions()
+        self._connect_worker()
+        geometry = self.settings.geometry()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1440, 900)
+        self.set_mode(self.settings.view_mode() if self.settings.view_mode() in MODES else "grid")
+        self.worker.request_engine(self.controls.values().device)
+
+    # ---- construction ------------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        self.controls = ControlPanel(self.settings.controls())
+        self.views = ComparisonViews()
+        self.banner = Banner()
+        self.status = DecodeStatus()
+        self.table = StatsTable()
+        self.step_plot = StepPlot()
+        self.rate_plot = RatePlot()
+        self.loupe = LoupeWindow(self)
+        self.map_legend = QLabel()
+        self.map_legend.setPixmap(to_pixmap(colour_bar(120, 10)))
+        self.map_legend_text = QLabel(f"0 … {MAP_MAX:.0f}+ levels")
+        self.map_legend.setToolTip("Absolute difference per pixel, averaged over R, G, B (8-bit levels).")
+        self.pixel_readout = QLabel()
+        self.statusBar().addPermanentWidget(self.pixel_readout)
+
+        image_column = QWidget()
+        column = QVBoxLayout(image_column)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(2)
+        column.addWidget(self.banner)
+        column.addWidget(self.views, 1)
+        column.addWidget(self.status)
+        numbers = QSplitter(Qt.Orientation.Horizontal)
+        numbers.addWidget(self.table)
+        numbers.addWidget(self.rate_plot)
+        numbers.setSizes([520, 420])
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.addWidget(image_column)
+        left.addWidget(numbers)
+        left.setStretchFactor(0, 1)
+        left.setSizes([700, 200])
+        scroll = QScrollArea()
+        scroll.setWidget(self.controls)
+        scroll.setWidgetResizable(True)
+        side = QSplitter(Qt.Orientation.Vertical)
+        side.addWidget(scroll)
+        side.addWidget(self.step_plot)
+        side.setSizes([520, 260])
+        side.setMinimumWidth(320)
+        main = QSplitter(Qt.Orientation.Horizontal)
+        main.addWidget(left)
+        main.addWidget(side)
+        main.setStretchFactor(0, 1)
+        main.setSizes([1100, 340])
+        self.setCentralWidget(main)
+
+        self.controls.changed.connect(self._on_controls)
+        self.controls.device_changed.connect(self._on_device)
+        self.views.crop_drawn.connect(self.show_loupe)
+        self.views.hovered.connect(self._on_hover)
+        self.views.mode_changed.connect(self._on_mode_changed)
+        self.status.stop_clicked.connect(self.stop_decode)
+        self.rate_plot.bpp_clicked.connect(self.controls.set_bpp)
+
+    def _action(self, name: str, slot, checkable: bool = False) -> QAction:
+        key, text = SHORTCUTS[name]
+        action = QAction(text, self)
+        action.setShortcut(QKeySequence(key))
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        self.addAction(action)  # shortcuts work even when the menu bar is hidden
+        self.actions_by_name[name] = action
+        return action
+
+    def _build_actions(self) -> None:
+        self.actions_by_name: dict[str, QAction] = {}
+        a = self._action
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(a("open", self.choose_file))
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self.samples_menu = file_menu.addMenu("&Samples")
+        self.samples_menu.aboutToShow.connect(self._fill_samples)
+        file_menu.addSeparator()
+        export_menu = file_menu.addMenu("Save &pane as PNG")
+        for pane in PANES:
+            export_menu.addAction(f"{PANES.index(pane) + 1} · {PANE_TITLES[pane]}…",
+                                  lambda p=pane: self._choose_and_save_pane(p))
+        file_menu.addAction(a("save_hfd", self._choose_and_save_hfd))
+        file_menu.addAction(a("save_sheet", self._choose_and_save_comparison))
+        file_menu.addSeparator()
+        file_menu.addAction(a("quit", self.close))
+
+        view_menu = self.menuBar().addMenu("&View")
+        modes = QActionGroup(self)
+        for name, slot in (("grid", lambda: self.set_mode("grid")), ("split", lambda: self.set_mode("split"))):
+            modes.addAction(a(name, slot, checkable=True))
+            view_menu.addAction(self.actions_by_name[name])
+        for i, pane in enumerate(PANES, start=1):
+            view_menu.addAction(a(f"pane_{i}", lambda _=False, p=pane: self.views.show_pane(p)))
+        view_menu.addSeparator()
+        view_menu.addAction(a("maps", self.set_maps, checkable=True))
+        view_menu.addAction(a("fit", self.views.fit))
+        view_menu.addAction(a("one_to_one", self.views.one_to_one))
+        view_menu.addAction(a("loupe", self.views.set_crop_tool, checkable=True))
+        view_menu.addSeparator()
+        view_menu.addAction(a("demo", self.enter_demo))
+
+        decode_menu = self.menuBar().addMenu("&Decode")
+        decode_menu.addAction(a("new_seed", self.controls.new_seed.click))
+        decode_menu.addAction(a("stop", self.stop_decode))
+
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(a("help", lambda: self._show_dialog(ShortcutsDialog(self))))
+        help_menu.addAction("&About", lambda: self._show_dialog(AboutDialog(self.info, self.device, self)))
+
+        toolbar = self.addToolBar("View")
+        toolbar.setObjectName("view-toolbar")
+        toolbar.setMovable(False)
+        for name, label in (("grid", "Grid"), ("pane_1", "1"), ("pane_2", "2"), ("pane_3", "3"), ("pane_4", "4"),
+                            ("split", "Split"), ("maps", "Maps"), ("fit", "Fit"), ("one_to_one", "1:1"),
+                            ("loupe", "Loupe")):
+            action = self.actions_by_name[name]
+            action.setIconText(label)
+            action.setToolTip(f"{action.text()} ({action.shortcut().toString()})")
+            toolbar.addAction(action)
+        toolbar.addSeparator()
+        self.legend_actions = [toolbar.addWidget(self.map_legend), toolbar.addWidget(self.map_legend_text)]
+        for action in self.legend_actions:
+            action.setVisible(False)
+
+    def _connect_worker(self) -> None:
+        w = self.worker
+        w.opened.connect(self._on_opened)
+        w.open_failed.connect(self._on_open_failed)
+        w.engine_ready.connect(self._on_engine_ready)
+        w.engine_failed.connect(self._on_engine_failed)
+        w.encoded.connect(self._on_encoded)
+        w.pane_ready.connect(self._on_pane_ready)
+        w.stats_ready.connect(self._on_stats)
+        w.step.connect(self._on_step)
+        w.decode_finished.connect(self._on_decode_finished)
+        w.decode_cancelled.connect(self._on_decode_cancelled)
+        w.decode_failed.connect(self._on_decode_failed)
+        w.rate_point.connect(self._on_rate_point)
+        w.rate_finished.connect(self._on_rate_finished)
+
+    # ---- opening images ----------------------------------------------------------------
+    def start(self, image: Optional[Path] = None) -> None:
+        """Open ``image``, else the first sample, else invite the user to open one."""
+        samples = sample_paths(self.samples_dir)
+        if image is not None:
+            self.open_path(image)
+        elif samples:
+            self.open_path(samples[0])
+        else:
+            self.banner.show_message("Open an image (Ctrl+O) or drop one on this window.", "info")
+
+    def open_path(self, path: Path | str) -> None:
+        self._open_key += 1
+        self.statusBar().showMessage(f"Opening {Path(path).name}…")
+        self.worker.request_open(self._open_key, Path(path))
+
+    def choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", "", "Images (*.png *.jpg *.jpeg *.webp *.bmp "
+                                                                      "*.tif *.tiff *.ppm *.avif);;All files (*)")
+        if path:
+            self.open_path(path)
+
+    def _on_opened(self, opened: OpenedImage) -> None:
+        if opened.key != self._open_key:
+            return
+        self.image = opened
+        self.encoded = None
+        self.banner.hide()
+        self.statusBar().showMessage(f"{opened.path.name}: {opened.rgb.shape[1]}×{opened.rgb.shape[0]}"
+                                     + (" (transparency flattened onto white)" if opened.had_alpha else ""), 5000)
+        self.setWindowTitle(f"{opened.path.name} — hfd-viewer")
+        self.settings.add_recent(opened.path)
+        for pane in PANES:
+            self.raw[pane] = opened.rgb if pane == "original" else None
+            self.stats[pane] = None
+        self.table.clear_numbers()
+        h, w = opened.rgb.shape[:2]
+        self.table.set_original(opened.file_bytes, w, h)
+        self._refresh_all()
+        self.request_rate()
+        self.request_decode()
+
+    def _on_open_failed(self, path: str, message: str) -> None:
+        self.statusBar().clearMessage()
+        kept = " The previous image stays." if self.image is not None else ""
+        self.banner.show_message(f"Could not open {Path(path).name}: {message}.{kept}")
+        self._check_idle()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in self.settings.recent_files():
+            self.recent_menu.addAction(str(path), lambda p=path: self.open_path(p))
+        if self.recent_menu.isEmpty():
+            self.recent_menu.addAction("(none yet)").setEnabled(False)
+
+    def _fill_samples(self) -> None:
+        self.samples_menu.clear()
+        for path in sample_paths(self.samples_dir):
+            self.samples_menu.addAction(path.name, lambda p=path: self.open_path(p))
+        if self.samples_menu.isEmpty():
+            self.samples_menu.addAction(f"(no images in {self.samples_dir})").setEnabled(False)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        files = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if files:
+            event.acceptProposedAction()
+            self.open_path(files[0])
+
+    # ---- requests ----------------------------------------------------------------------
+    def request_decode(self) -> None:
+        if self.image is None or self.info is None:
+            return
+        values = self.controls.values()
+        rid = (self.request.request_id + 1) if self.request else 1
+        self.request = DecodeRequest(rid, self.image.key, self.image.rgb, values.bpp, values.settings(),
+                                     values.codec)
+        self.decode_busy = True
+        self.last_step = None
+        self.step_plot.reset(values.steps)
+        self.status.started("encoding…", values.steps)
+        self.table.mark_pending("refined")
+        self._refresh_captions()
+        self.worker.request_decode(self.request)
+
+    def request_rate(self) -> None:
+        if self.image is None or self.info is None:
+            return
+        self._rate_id += 1
+        lo, hi = self.info.bpp_range
+        bpps = tuple(round(float(b), 4) for b in np.geomspace(lo, hi, self.rate_points))
+        codec = self.controls.values().codec
+        self.rate_busy = True
+        self.rate_plot.reset(CODEC_LABELS[codec])
+        self.worker.request_rate(RateRequest(self._rate_id, self.image.key, self.image.rgb, codec, bpps))
+
+    def stop_decode(self) -> None:
+        if self.decode_busy:
+            self.worker.cancel_decode()
+
+    def _on_controls(self, values: ControlValues) -> None:
+        self.settings.set_controls(values)
+        codec_changed = self.request is not None and values.codec != self.request.codec
+        self.rate_plot.set_current(values.bpp)
+        self.request_decode()
+        if codec_changed:
+            self.request_rate()
+
+    def _on_device(self, device: str) -> None:
+        self.statusBar().showMessage(f"Loading the model on {device}…")
+        self.worker.request_engine(device)
+
+    # ---- worker results ----------------------------------------------------------------
+    def _current(self, rid: int) -> bool:
+        return self.request is not None and rid == self.request.request_id
+
+    def _on_engine_ready(self, info: ModelInfo, device: str) -> None:
+        self.info, self.device = info, device
+        self.controls.set_info(info)
+        self.statusBar().showMessage(f"Model {info.model_id} ready ({device})", 5000)
+        if self.banner.kind == "error" and "model" in self.banner.text().lower():
+            self.banner.hide()
+        self.request_rate()
+        self.request_decode()
+
+    def _on_engine_failed(self, message: str) -> None:
+        self.info = None
+        self.banner.show_message(f"The model could not be loaded: {message}")
+        self.status.stopped("no model")
+        self.decode_busy = self.rate_busy = False
+        self.idle.emit()
+
+    def _on_encoded(self, rid: int, encoded: Encoded) -> None:
+        if self._current(rid):
+            self.encoded = encoded
+            self.controls.show_encoded(encoded.nbytes, encoded.bpp, at_minimum=encoded.bpp > self.request.bpp)
+            self.status.started("decoding…", self.request.settings.steps)
+
+    def _on_pane_ready(self, rid: int, pane: str, rgb: np.ndarray) -> None:
+        if not self._current(rid):
+            return
+        if pane == "refined":
+            self._paint_timer.stop()
+            self._pending_estimate = None
+        self.raw[pane] = rgb
+        self._refresh(pane)
+        if pane in ("ae", "refined"):
+            self._refresh("original")  # the invented-detail map depends on both
+        self._update_demo()
+
+    def _on_stats(self, rid: int, pane: str, stats: PaneStats) -> None:
+        if not self._current(rid):
+            return
+        self.stats[pane] = stats
+        self.table.set_stats(pane, stats)
+        self._refresh_caption(pane)
+        if pane == "ae":
+            self.step_plot.set_autoencoder_psnr(stats.psnr)
+        if pane == "refined":
+            self.rate_plot.set_current(self.request.bpp, stats.psnr)
+        if self.worker.perceptual_error:
+            self.table.perceptual_note = f"n/a: {self.worker.perceptual_error}"
+
+    def _on_step(self, rid: int, report: StepReport) -> None:
+        if not self._current(rid):
+            return
+        self.last_step = report
+        self.status.stepped(report.index, report.total, report.elapsed_s)
+        self.step_plot.add_point(report.index, report.psnr)
+        self._pending_estimate = report.estimate
+        if not self._paint_timer.isActive():
+            self._paint_timer.start()
+
+    def _paint_estimate(self) -> None:
+        if self._pending_estimate is not None:
+            self.raw["refined"] = self._pending_estimate
+            self._pending_estimate = None
+            self._refresh("refined")
+            self._refresh("original")
+            self._update_demo()
+
+    def _on_decode_finished(self, rid: int) -> None:
+        if not self._current(rid):
+            return
+        self.decode_busy = False
+        total = self.request.settings.steps
+        elapsed = self.last_step.elapsed_s if self.last_step else 0.0
+        self.status.finished(f"done: {total} steps in {elapsed:.1f} s")
+        self.decode_ended.emit(rid, "done")
+        self._check_idle()
+
+    def _on_decode_cancelled(self, rid: int) -> None:
+        if not self._current(rid):
+            return
+        self.decode_busy = False
+        where = f" at step {self.last_step.index}/{self.last_step.total}" if self.last_step else ""
+        self.status.stopped(f"stopped{where}")
+        self.decode_ended.emit(rid, "stopped")
+        self._check_idle()
+
+    def _on_decode_failed(self, rid: int, message: str) -> None:
+        if not self._current(rid):
+            return
+        self.decode_busy = False
+        self.banner.show_message(f"Could not refine: {message}")
+        self.status.stopped("failed")
+        self.decode_ended.emit(rid, "failed")
+        self._check_idle()
+
+    def _on_rate_point(self, rid: int, point: RatePoint) -> None:
+        if rid == self._rate_id:
+            self.rate_plot.add_point(point)
+
+    def _on_rate_finished(self, rid: int) -> None:
+        if rid == self._rate_id:
+            self.rate_busy = False
+            self._check_idle()
+
+    def _check_idle(self) -> None:
+        if not self.decode_busy and not self.rate_busy:
+            self.idle.emit()
+
+    # ---- display -----------------------------------------------------------------------
+    def shown_image(self, pane: str) -> Optional[np.ndarray]:
+        """What ``pane`` shows now: the image, or its difference map when maps are on."""
+        if not self.show_maps:
+            return self.raw[pane]
+        a, b = (self.raw["refined"], self.raw["ae"]) if pane == "original" else (self.raw[pane], self.raw["original"])
+        if a is None or b is None:
+            return None
+        cached = self._maps.get(pane)
+        if cached is None or cached[0] is not a or cached[1] is not b:  # results are new arrays, never edited
+            cached = self._maps[pane] = (a, b, difference_image(a, b))
+        return cached[2]
+
+    def caption(self, pane: str) -> str:
+        codec = self.request.codec if self.request else self.controls.values().codec
+        settings = self.request.settings if self.request else self.controls.values().settings()
+        stats = None if self.show_maps else self.stats[pane]
+        return pane_caption(pane, pane_title(pane, codec, settings, self.show_maps), stats)
+
+    def _refresh(self, pane: str) -> None:
+        image = self.shown_image(pane)
+        self.views.set_image(pane, image)
+        self.loupe.set_image(pane, image, self.caption(pane))
+
+    def _refresh_caption(self, pane: str) -> None:
+        self.views.set_caption(pane, self.caption(pane))
+        self.loupe.set_image(pane, self.shown_image(pane), self.caption(pane))
+
+    def _refresh_captions(self) -> None:
+        for pane in PANES:
+            self._refresh_caption(pane)
+
+    def _refresh_all(self) -> None:
+        for pane in PANES:
+            self._refresh(pane)
+            self.views.set_caption(pane, self.caption(pane))
+
+    def set_maps(self, on: bool) -> None:
+        self.show_maps = bool(on)
+        self.actions_by_name["maps"].setChecked(self.show_maps)
+        for action in self.legend_actions:
+            action.setVisible(self.show_maps)
+        self._refresh_all()
+
+    def set_mode(self, mode: str) -> None:
+        self.views.set_mode(mode)
+        self._on_mode_changed(self.views.mode)
+
+    def _on_mode_changed(self, mode: str) -> None:
+        for name in ("grid", "split"):
+            self.actions_by_name[name].setChecked(name == mode)
+        self.settings.set_view_mode(mode)
+
+    def show_loupe(self, crop: Crop) -> None:
+        for pane in PANES:
+            self.loupe.set_image(pane, self.shown_image(pane), self.caption(pane))
+        self.loupe.set_crop(crop)
+        self.loupe.show()
+        self.loupe.raise_()
+
+    def _on_hover(self, pane: str, x: int, y: int) -> None:
+        parts = [f"x {x}, y {y}"]
+        for p in PANES:
+            image = self.shown_image(p)
+            if image is not None and y < image.shape[0] and x < image.shape[1]:
+                r, g, b = (int(v) for v in image[y, x])
+                mark = "▸" if p == pane else ""
+                parts.append(f"{mark}{PANES.index(p) + 1}: {r},{g},{b}")
+        self.pixel_readout.setText("   ".join(parts))
+
+    def _show_dialog(self, dialog: QWidget) -> None:
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+
+    # ---- export ------------------------------------------------------------------------
+    def save_pane(self, pane: str, path: Path | str) -> None:
+        image = self.shown_image(pane)
+        if image is None:
+            raise ValueError(f"the {pane} pane is empty")
+        save_png(image, path)
+
+    def save_hfd(self, path: Path | str) -> None:
+        if self.encoded is None:
+            raise ValueError("nothing encoded yet")
+        Path(path).write_bytes(self.encoded.data)
+
+    def save_comparison(self, path: Path | str) -> None:
+        panels = [(self.caption(p), self.shown_image(p)) for p in PANES if self.shown_image(p) is not None]
+        if not panels:
+            raise ValueError("no image to compare")
+        if not compose_comparison(panels).save(str(path)):
+            raise OSError(f"could not write {path}")
+
+    def _save_with_dialog(self, title: str, suggestion: str, pattern: str, save) -> None:
+        folder = self.image.path.parent if self.image else Path.home()
+        path, _ = QFileDialog.getSaveFileName(self, title, str(folder / suggestion), pattern)
+        if not path:
+            return
+        try:
+            save(path)
+        except (OSError, ValueError) as exc:
+            self.banner.show_message(f"Could not save {Path(path).name}: {exc}")
+        else:
+            self.statusBar().showMessage(f"Saved {path}", 5000)
+
+    def _stem(self) -> str:
+        return self.image.path.stem if self.image else "image"
+
+    def _choose_and_save_pane(self, pane: str) -> None:
+        self._save_with_dialog("Save pane as PNG", f"{self._stem()}-{pane}.png", "PNG (*.png)",
+                               lambda p: self.save_pane(pane, p))
+
+    def _choose_and_save_hfd(self) -> None:
+        self._save_with_dialog("Save .hfd file", f"{self._stem()}.hfd", "hfd files (*.hfd)", self.save_hfd)
+
+    def _choose_and_save_comparison(self) -> None:
+        self._save_with_dialog("Save comparison image", f"{self._stem()}-comparison.png", "PNG (*.png)",
+                               self.save_comparison)
+
+    # ---- demo mode ---------------------------------------------------------------------
+    def enter_demo(self) -> None:
+        if self.demo is None:
+            self.demo = DemoWindow()
+            self.demo.advance.connect(self._demo_advance)
+            self.demo.left.connect(self._leave_demo)
+        self._update_demo()
+        self.demo.showFullScreen()
+        self.demo.activateWindow()
+
+    def _leave_demo(self) -> None:
+        if self.demo is not None:
+            self.demo.deleteLater()
+            self.demo = None
+        self.activateWindow()
+
+    def _demo_advance(self, delta: int) -> None:
+        samples = sample_paths(self.samples_dir)
+        if not samples:
+            return
+        current = self.image.path.resolve() if self.image else None
+        index = next((i for i, p in enumerate(samples) if p.resolve() == current), -1 if delta > 0 else 0)
+        self.open_path(samples[(index + delta) % len(samples)])
+
+    def _update_demo(self) -> None:
+        if self.demo is None:
+            return
+        values = self.controls.values()
+        progress = ""
+        if self.decode_busy and self.last_step is not None:
+            progress = f"refining {self.last_step.index}/{self.last_step.total}"
+        nbytes = self.encoded.nbytes if self.encoded else None
+        self.demo.set_texts(*demo_texts(values.codec, nbytes, values.settings(), progress))
+        self.demo.set_pictures(self.raw["classical"], self.raw["refined"])
+
+    # ---- closing -----------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.settings.set_geometry(self.saveGeometry())
+        self.settings.sync()
+        if self.demo is not None:
+            self.demo.close()
+        self.loupe.close()
+        self.host.shutdown()
+        super().closeEvent(event)

@@ -1,0 +1,116 @@
+"""Live plots: the refined pane's PSNR after each sampler step, and the image's rate curve
+(autoencoder and classical codec across bitrates; a click there picks the bitrate)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+
+from .jobs import RatePoint
+
+AE_COLOUR = QColor(90, 160, 255)
+REFINED_COLOUR = QColor(255, 170, 60)
+CLASSICAL_COLOUR = QColor(200, 200, 200)
+
+
+def _style(widget: pg.PlotWidget, title: str, x_label: str, y_label: str) -> None:
+    widget.setBackground(QColor(32, 32, 32))
+    widget.setTitle(title, size="9pt")
+    widget.setLabel("bottom", x_label)
+    widget.setLabel("left", y_label)
+    widget.showGrid(x=True, y=True, alpha=0.2)
+    widget.setMenuEnabled(False)
+    for axis in ("bottom", "left"):
+        widget.getAxis(axis).enableAutoSIPrefix(False)
+    widget.addLegend(offset=(-4, -4), labelTextSize="8pt")
+
+
+class StepPlot(pg.PlotWidget):
+    """PSNR of the refined estimate against the original, one point per finished step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        _style(self, "Refinement: PSNR after each step", "step", "PSNR dB")
+        self.curve = self.plot([], [], pen=pg.mkPen(REFINED_COLOUR, width=2), symbol="o", symbolSize=4,
+                               symbolBrush=REFINED_COLOUR, name="refined estimate")
+        self.ae_line = pg.InfiniteLine(angle=0, pen=pg.mkPen(AE_COLOUR, style=Qt.PenStyle.DashLine),
+                                       label="autoencoder", labelOpts={"color": AE_COLOUR, "position": 0.8,
+                                                                          "anchors": [(1, 1), (1, 1)]})
+        self.ae_line.hide()
+        self.addItem(self.ae_line)
+        self._x: list[int] = []
+        self._y: list[float] = []
+
+    def reset(self, total: int) -> None:
+        self._x, self._y = [], []
+        self.curve.setData([], [])
+        self.setXRange(0, max(1, total), padding=0.02)
+
+    def add_point(self, step: int, psnr: float) -> None:
+        self._x.append(step)
+        self._y.append(psnr)
+        self.curve.setData(self._x, self._y)
+
+    def set_autoencoder_psnr(self, psnr: Optional[float]) -> None:
+        if psnr is None:
+            self.ae_line.hide()
+        else:
+            self.ae_line.setValue(psnr)
+            self.ae_line.show()
+
+    def points(self) -> tuple[list[int], list[float]]:
+        return list(self._x), list(self._y)
+
+
+class RatePlot(pg.PlotWidget):
+    """PSNR against bpp for this image; clicking anywhere picks that bitrate."""
+
+    bpp_clicked = Signal(float)
+
+    def __init__(self) -> None:
+        super().__init__()
+        _style(self, "Rate: click to pick the bitrate", "bits per pixel", "PSNR dB")
+        self.ae_curve = self.plot([], [], pen=pg.mkPen(AE_COLOUR, width=2), symbol="o", symbolSize=5,
+                                  symbolBrush=AE_COLOUR, name="autoencoder")
+        self.classical_curve = self.plot([], [], pen=pg.mkPen(CLASSICAL_COLOUR, width=2), symbol="s",
+                                         symbolSize=5, symbolBrush=CLASSICAL_COLOUR, name="classical")
+        self.refined_point = self.plot([], [], pen=None, symbol="star", symbolSize=12,
+                                       symbolBrush=REFINED_COLOUR, name="refined (now)")
+        self.current = pg.InfiniteLine(angle=90, pen=pg.mkPen(REFINED_COLOUR, width=1))
+        self.addItem(self.current)
+        self._points: list[RatePoint] = []
+        self.scene().sigMouseClicked.connect(self._on_click)
+
+    def reset(self, codec_label: str) -> None:
+        self._points = []
+        self.ae_curve.setData([], [])
+        self.classical_curve.setData([], [])
+        self.refined_point.setData([], [])
+        legend = self.getPlotItem().legend
+        legend.removeItem(self.classical_curve)
+        legend.addItem(self.classical_curve, codec_label)
+
+    def add_point(self, point: RatePoint) -> None:
+        self._points.append(point)
+        self._points.sort(key=lambda p: p.target_bpp)
+        self.ae_curve.setData([p.ae_bpp for p in self._points], [p.ae_psnr for p in self._points])
+        self.classical_curve.setData([p.classical_bpp for p in self._points],
+                                     [p.classical_psnr for p in self._points])
+
+    def set_current(self, bpp: float, refined_psnr: Optional[float] = None) -> None:
+        self.current.setValue(bpp)
+        self.refined_point.setData([bpp] if refined_psnr is not None else [],
+                                   [refined_psnr] if refined_psnr is not None else [])
+
+    def points(self) -> list[RatePoint]:
+        return list(self._points)
+
+    def _on_click(self, event) -> None:
+        box = self.getPlotItem().getViewBox()
+        if event.button() != Qt.MouseButton.LeftButton or not box.sceneBoundingRect().contains(event.scenePos()):
+            return
+        x = box.mapSceneToView(event.scenePos()).x()
+        if x > 0:
+            self.bpp_clicked.emit(float(x))

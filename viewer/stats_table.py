@@ -1,0 +1,84 @@
+"""The numbers beside the pictures: size and quality of every pane against the original."""
+from __future__ import annotations
+
+from typing import Optional
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+
+from .captions import human_size
+from .jobs import PANES, PaneStats
+
+ROW_NAMES = {"original": "1 Original", "ae": "2 Autoencoder", "refined": "3 Refined", "classical": "4 Classical"}
+
+COLUMNS = ("Bytes", "bpp", "PSNR ↑", "MS-SSIM ↑", "ST-LPIPS ↓")
+COLUMN_TIPS = (
+    "Size of the file that produced this pane (every byte counted).",
+    "Bits per pixel: bytes × 8 / (width × height).",
+    "Peak signal-to-noise ratio against the original in dB (higher = closer pixel by pixel).",
+    "Multi-scale structural similarity against the original (1 = identical structure).",
+    "Shift-tolerant LPIPS, a learned perceptual distance (lower = looks closer to the original).",
+)
+
+
+def format_bpp(bpp: float) -> str:
+    return f"{bpp:.3f}" if bpp < 10 else f"{bpp:.1f}"
+
+
+class StatsTable(QTableWidget):
+    """One row per pane; cells show "…" while a number is being computed, "n/a" if it cannot be."""
+
+    def __init__(self) -> None:
+        super().__init__(len(PANES), len(COLUMNS))
+        self.setHorizontalHeaderLabels(COLUMNS)
+        self.setVerticalHeaderLabels([ROW_NAMES[p] for p in PANES])
+        for col, tip in enumerate(COLUMN_TIPS):
+            self.horizontalHeaderItem(col).setToolTip(tip)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.horizontalHeader().setMinimumSectionSize(56)
+        self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.perceptual_note = "needs the eval extra: pip install '.[eval]'"
+        self.clear_numbers()
+
+    def clear_numbers(self) -> None:
+        for row in range(len(PANES)):
+            for col in range(len(COLUMNS)):
+                self._set(row, col, "")
+
+    def set_original(self, file_bytes: int, width: int, height: int) -> None:
+        row = PANES.index("original")
+        self._set(row, 0, human_size(file_bytes), "Size of the source file on disk.")
+        self._set(row, 1, format_bpp(file_bytes * 8 / (width * height)))
+        for col in (2, 3, 4):
+            self._set(row, col, "—", "The reference every other pane is measured against.")
+
+    def set_stats(self, pane: str, stats: PaneStats) -> None:
+        row = PANES.index(pane)
+        final = stats.complete
+        missing = "n/a" if final else "…"
+        self._set(row, 0, human_size(stats.nbytes) if stats.nbytes is not None else "…",
+                  stats.note or None)
+        self._set(row, 1, format_bpp(stats.bpp) if stats.bpp is not None else "…")
+        self._set(row, 2, f"{stats.psnr:.2f}" if stats.psnr is not None else "…")
+        self._set(row, 3, f"{stats.ms_ssim:.4f}" if stats.ms_ssim is not None else missing)
+        self._set(row, 4, f"{stats.perceptual:.4f}" if stats.perceptual is not None else missing,
+                  self.perceptual_note if final and stats.perceptual is None else None)
+
+    def mark_pending(self, pane: str) -> None:
+        row = PANES.index(pane)
+        for col in range(2, len(COLUMNS)):
+            self._set(row, col, "…")
+
+    def text(self, pane: str, column: str) -> str:
+        item = self.item(PANES.index(pane), COLUMNS.index(column))
+        return item.text() if item is not None else ""
+
+    def _set(self, row: int, col: int, text: str, tip: Optional[str] = None) -> None:
+        item = QTableWidgetItem(text)
+        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if tip:
+            item.setToolTip(tip)
+        self.setItem(row, col, item)

@@ -1,0 +1,110 @@
+"""The central area: grid, flicker and split layouts of the same four panes, one camera.
+
+The grid's panes are linked ViewBoxes; switching layout carries the camera (centre and
+scale) across, so zoom and pan survive every switch."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import QStackedWidget
+
+from .flicker import FlickerView
+from .grid import GridView
+from .jobs import PANES
+from .panes import Camera, Crop, PaneViewBox, crop_from_rect
+from .split import SplitView
+
+MODES = ("grid", "flicker", "split")
+
+
+class ComparisonViews(QStackedWidget):
+    """Holds what each pane shows and forwards it to the visible layout."""
+
+    crop_drawn = Signal(object)  # Crop
+    hovered = Signal(str, int, int)  # pane, column, row (inside the image)
+    mode_changed = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.grid = GridView()
+        self.flicker = FlickerView()
+        self.split = SplitView()
+        self._pages = {"grid": self.grid, "flicker": self.flicker, "split": self.split}
+        for page in self._pages.values():
+            self.addWidget(page)
+            for box in page.boxes():
+                box.crop_drawn.connect(self._on_crop_drawn)
+                box.hovered.connect(lambda x, y, b=box, p=page: self._on_hover(p, b, x, y))
+        self.mode = "grid"
+        self._images: dict[str, Optional[np.ndarray]] = {p: None for p in PANES}
+        self._size: Optional[tuple[int, int]] = None
+
+    # ---- content -----------------------------------------------------------------------
+    def set_image(self, pane: str, rgb: Optional[np.ndarray]) -> None:
+        self._images[pane] = rgb
+        for page in self._pages.values():
+            page.set_image(pane, rgb)
+        if rgb is not None and self._size != (rgb.shape[1], rgb.shape[0]):
+            self._size = (rgb.shape[1], rgb.shape[0])
+            QTimer.singleShot(0, self.fit)
+
+    def image(self, pane: str) -> Optional[np.ndarray]:
+        return self._images[pane]
+
+    def set_caption(self, pane: str, text: str) -> None:
+        for page in self._pages.values():
+            page.set_caption(pane, text)
+
+    # ---- layout and camera -------------------------------------------------------------
+    def set_mode(self, mode: str) -> None:
+        if mode == self.mode:
+            return
+        cam = self.camera()
+        self.mode = mode
+        self.setCurrentWidget(self._pages[mode])
+        if cam is not None:
+            # The page gets its real size only once it is laid out: apply the camera after that.
+            QTimer.singleShot(0, lambda: self.set_camera(cam))
+        self.mode_changed.emit(mode)
+
+    def show_pane(self, pane: str) -> None:
+        """Flicker: show ``pane`` alone, large."""
+        self.flicker.show_pane(pane)
+        self.set_mode("flicker")
+
+    def current_box(self) -> PaneViewBox:
+        return self._pages[self.mode].primary()
+
+    def camera(self) -> Optional[Camera]:
+        return self.current_box().camera() if self._size else None
+
+    def set_camera(self, cam: Camera) -> None:
+        self.current_box().set_camera(cam)
+
+    def fit(self) -> None:
+        if self._size:
+            self.current_box().fit(*self._size)
+
+    def one_to_one(self) -> None:
+        self.current_box().one_to_one()
+
+    def set_crop_tool(self, on: bool) -> None:
+        for page in self._pages.values():
+            for box in page.boxes():
+                box.crop_tool = on
+
+    # ---- mouse -------------------------------------------------------------------------
+    def _on_crop_drawn(self, rect) -> None:
+        if self._size:
+            crop = crop_from_rect(rect, *self._size)
+            if crop is not None:
+                self.crop_drawn.emit(crop)
+
+    def _on_hover(self, page, box: PaneViewBox, x: float, y: float) -> None:
+        if not self._size or not (0 <= x < self._size[0] and 0 <= y < self._size[1]):
+            return
+        pane = page.pane_at(box, x)
+        if pane is not None:
+            self.hovered.emit(pane, int(x), int(y))
