@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import eval_report
+from engine import eval_report, eval_summary
 from engine import evaluation as ev
 from engine import metrics
 from engine.api import DecodeSettings, Encoded, ModelInfo
@@ -195,3 +195,13 @@ def test_cli_eval_with_tiny_weights(images, tmp_path, capsys):
     assert "report:" in capsys.readouterr().out
     rows = read_rows(out / "rows.csv")
     assert {r["method"] for r in rows} == {"ae", "jpeg"} and {r["image"] for r in rows} == {"img0.png"}
+
+
+def test_bd_rates_compare_the_autoencoder_against_each_baseline():
+    def points(method, scale):
+        return [{"method": method, "bpp": scale * b, "psnr": q, "ms_ssim_db": q / 2}
+                for b, q in [(0.1, 27.0), (0.2, 29.5), (0.4, 32.0), (0.8, 34.0)]]
+
+    table = eval_summary.bd_rates(points("ae", 0.5) + points("jpeg", 1.0) + points("webp", 0.25), "ae", ["jpeg", "webp"])
+    assert table["psnr"]["jpeg"] == pytest.approx(-50.0) and table["ms_ssim_db"]["webp"] == pytest.approx(100.0)
+    assert eval_summary.ms_ssim_db(0.99) == pytest.approx(20.0) and eval_summary.ms_ssim_db(1.0) is None
