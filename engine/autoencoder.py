@@ -68,7 +68,9 @@ class HyperpriorAutoencoder(nn.Module):
         self.log_inv_hgain = nn.Parameter(-0.5 * spread.repeat(1, n))
         self.z_prior = FactorizedPrior(n)
         self.y_model = GaussianConditional()
-        self._h_s_cpu: nn.Module | None = None
+        # A plain dict, so the cached CPU copy of h_s is not registered as a submodule
+        # (it would otherwise leak into state_dict and the exported weights).
+        self._cpu_cache: dict[str, nn.Module] = {}
 
     # ----- rate control --------------------------------------------------------------
     def lmbda(self, rate: Tensor) -> Tensor:
@@ -117,17 +119,17 @@ class HyperpriorAutoencoder(nn.Module):
         """Rebuild the integer coding tables from the learned densities (after training/loading)."""
         self.z_prior.update_tables()
         self.y_model.update_tables()
-        self._h_s_cpu = None
+        self._cpu_cache.clear()
 
     def _entropy_params(self, z_sym: Tensor, rate: float) -> tuple[Tensor, Tensor]:
         """Means and scales from the coded symbols ẑ, always on the CPU in fp32: encoder and decoder must derive
         identical scale indices whatever device or precision the transforms run in."""
-        if self._h_s_cpu is None:
-            self._h_s_cpu = copy.deepcopy(self.h_s).float().cpu().eval()
+        if "h_s" not in self._cpu_cache:
+            self._cpu_cache["h_s"] = copy.deepcopy(self.h_s).float().cpu().eval()
         r = torch.tensor([rate])
         with torch.inference_mode(), torch.autocast("cpu", enabled=False):
             z_in = z_sym.float().cpu() * self._interp(self.log_inv_hgain.float().cpu(), r)
-            means, scales = self._h_s_cpu(z_in).chunk(2, dim=1)
+            means, scales = self._cpu_cache["h_s"](z_in).chunk(2, dim=1)
         return means, scales
 
     def analyze(self, x: Tensor) -> Tensor:

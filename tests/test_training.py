@@ -11,7 +11,7 @@ from engine.testing import TINY_AUTOENCODER, TINY_UNET, write_tiny_weights
 from engine.train_autoencoder import train_autoencoder, validate
 from engine.train_decoder import train_decoder
 from engine.training import TrainConfig
-from engine.weights import read_metadata
+from engine.weights import load_state, read_metadata
 
 
 def _photos(n: int = 3) -> PhotoSet:
@@ -29,6 +29,7 @@ def test_autoencoder_training_exports_validates_and_resumes(tmp_path):
     kind, config, extra = read_metadata(path)
     assert kind == "autoencoder" and config["m"] == TINY_AUTOENCODER.m
     assert extra["steps"] == 2 and "bpp@0" in extra["validation"] and "psnr@1" in extra["validation"]
+    load_state(path, HyperpriorAutoencoder(TINY_AUTOENCODER), "autoencoder")  # exactly its own keys
     train_autoencoder(_photos(), _photos(1), _config(tmp_path, 4), TINY_AUTOENCODER)
     steps = [json.loads(line)["step"] for line in (tmp_path / "train.log").read_text().splitlines()]
     assert steps[-1] == 4 and 1 in steps and 3 in steps  # the second run continued at step 3
