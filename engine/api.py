@@ -101,7 +101,7 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """uint8 H×W×3 → float (1,3,H,W) in [0,1]."""
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise SettingsError(f"expected a uint8 H×W×3 image, got {rgb.dtype} {rgb.shape}")
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255)
+    return torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].float().div(255)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
