@@ -19,7 +19,7 @@ def window(qtbot, tmp_path, tiny_engine, samples):
 
 def test_demo_opens_full_screen_with_both_pictures_and_closes_on_escape(window, qtbot):
     qtbot.keyClick(window, Qt.Key.Key_F11)
-    demo = window.demo
+    demo = window.demo.window
     assert demo is not None and demo.isFullScreen()
     qtbot.waitUntil(lambda: QApplication.activeWindow() is demo, timeout=2000)
     size = human_size(window.encoded.nbytes)
@@ -28,22 +28,22 @@ def test_demo_opens_full_screen_with_both_pictures_and_closes_on_escape(window, 
     np.testing.assert_array_equal(demo_pixels(demo.left_picture), window.raw["classical"])
     np.testing.assert_array_equal(demo_pixels(demo.right_picture), window.raw["refined"])
     qtbot.keyClick(demo, Qt.Key.Key_Escape)
-    qtbot.waitUntil(lambda: window.demo is None, timeout=2000)
+    qtbot.waitUntil(lambda: not window.demo.active, timeout=2000)
 
 
 def test_arrow_keys_move_through_the_samples(window, qtbot, samples):
     window.enter_demo()
-    qtbot.waitUntil(lambda: QApplication.activeWindow() is window.demo, timeout=2000)
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window.demo.window, timeout=2000)
     with qtbot.waitSignal(window.idle, timeout=IDLE_TIMEOUT_MS):
-        qtbot.keyClick(window.demo, Qt.Key.Key_Right)
+        qtbot.keyClick(window.demo.window, Qt.Key.Key_Right)
     assert window.image.path == samples[1]
     with qtbot.waitSignal(window.idle, timeout=IDLE_TIMEOUT_MS):
-        qtbot.keyClick(window.demo, Qt.Key.Key_Space)
+        qtbot.keyClick(window.demo.window, Qt.Key.Key_Space)
     assert window.image.path == samples[0]  # wraps around
-    qtbot.keyClick(window.demo, Qt.Key.Key_A)
-    assert window.demo.auto_advance and "auto-advance (on)" in window.demo.hint.text()
-    qtbot.keyClick(window.demo, Qt.Key.Key_F11)
-    qtbot.waitUntil(lambda: window.demo is None, timeout=2000)
+    qtbot.keyClick(window.demo.window, Qt.Key.Key_A)
+    assert window.demo.window.auto_advance and "auto-advance (on)" in window.demo.window.hint.text()
+    qtbot.keyClick(window.demo.window, Qt.Key.Key_F11)
+    qtbot.waitUntil(lambda: not window.demo.active, timeout=2000)
 
 
 def test_demo_texts_speak_in_file_sizes():

@@ -8,8 +8,8 @@ from typing import Optional
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QEvent, QPointF, QSettings, Qt
-from PySide6.QtGui import QMouseEvent
+from PySide6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
+from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
 from engine.api import Engine
@@ -77,6 +77,13 @@ def press_drag_release(widget: QWidget, start: QPointF, end: QPointF,
     for i in range(1, steps + 1):
         send(QEvent.Type.MouseMove, start + (end - start) * (i / steps), none, left)
     send(QEvent.Type.MouseButtonRelease, end, left, none)
+
+
+def wheel(widget: QWidget, pos: QPointF, notches: int) -> None:
+    """Turn the mouse wheel over ``pos`` (positive = away from the user = zoom in)."""
+    event = QWheelEvent(pos, QPointF(widget.mapToGlobal(pos.toPoint())), QPoint(0, 0), QPoint(0, 120 * notches),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
 
 
 def image_to_viewport(canvas, box, x: float, y: float) -> QPointF:

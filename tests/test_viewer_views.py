@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from tests.test_viewer_support import image_to_viewport, press_drag_release, random_image
+from tests.test_viewer_support import image_to_viewport, press_drag_release, random_image, wheel
 from viewer.jobs import PANES
 from viewer.loupe import LoupeWindow, auto_magnification, magnify
 from viewer.panes import Crop
@@ -41,14 +41,33 @@ def test_zooming_one_pane_moves_all_of_them(views, qtbot):
 
 
 def test_camera_survives_layout_switches(views, qtbot):
-    views.grid.box["ae"].scaleBy(s=(0.3, 0.3), center=(40, 30))
+    box, canvas = views.grid.box["ae"], views.grid.canvas
+    wheel(canvas.viewport(), image_to_viewport(canvas, box, 40, 30), 3)
     qtbot.wait(10)
+    assert not views.auto_fit
     cam = views.camera()
     for mode in ("flicker", "split", "grid"):
         views.set_mode(mode)
         qtbot.wait(20)
         now = views.camera()
         assert (now.cx, now.cy, now.upp) == pytest.approx((cam.cx, cam.cy, cam.upp), rel=1e-3), mode
+
+
+def test_the_image_stays_fitted_while_the_window_resizes_until_the_user_zooms(views, qtbot):
+    full = views.camera().upp
+    views.resize(400, 300)
+    qtbot.wait(20)
+    assert views.camera().upp > full * 1.5  # refitted: more image pixels per screen pixel
+    box, canvas = views.grid.box["original"], views.grid.canvas
+    wheel(canvas.viewport(), image_to_viewport(canvas, box, 30, 20), 2)
+    views.resize(800, 600)
+    qtbot.wait(20)
+    kept = views.current_box().viewRect()
+    assert not views.auto_fit
+    views.fit()
+    assert views.auto_fit
+    fitted = views.current_box().viewRect()
+    assert abs(kept.center().x() - fitted.center().x()) > 0.5  # the user's view was kept, not refitted
 
 
 def test_one_to_one_shows_one_image_pixel_per_screen_pixel(views, qtbot):

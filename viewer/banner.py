@@ -25,13 +25,19 @@ class Banner(QFrame):
         layout.addWidget(self.label, 1)
         layout.addWidget(close)
         self.kind = ""
+        self.topic = ""
         self.hide()
 
-    def show_message(self, text: str, kind: str = "error") -> None:
-        self.kind = kind
+    def show_message(self, text: str, kind: str = "error", topic: str = "") -> None:
+        """``topic`` ("open", "model", "decode", "save", ...) lets a later success clear only its own kind of news."""
+        self.kind, self.topic = kind, topic
         self.setStyleSheet(f"QFrame {{{STYLES[kind]}}} QLabel, QToolButton {{{STYLES[kind]}}}")
         self.label.setText(text)
         self.show()
+
+    def clear(self, *topics: str) -> None:
+        if self.topic in topics:
+            self.hide()
 
     def text(self) -> str:
         return "" if self.isHidden() else self.label.text()

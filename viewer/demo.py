@@ -1,15 +1,21 @@
 """Demo mode: full screen, two big pictures (classical codec vs learned decoder at the same
-file size) with plain captions, driven by the keyboard alone."""
+file size) with plain captions, driven by the keyboard alone: DemoWindow is the screen,
+DemoMode connects it to the main window."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QKeyEvent, QPainter
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from .captions import demo_texts
 from .qimage import to_qimage
+from .samples import sample_paths
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
 
 AUTO_ADVANCE_MS = 12_000
 
@@ -124,3 +130,59 @@ class DemoWindow(QWidget):
     def _show_hint(self) -> None:
         auto = "on" if self.auto_advance else "off"
         self.hint.setText(f"→ / Space next   ← previous   A auto-advance ({auto})   Esc leave")
+
+
+class DemoMode:
+    """Opens the demo window over a main window, feeds it that window's pictures, and turns
+    its arrow keys into "open the next sample"."""
+
+    def __init__(self, main: "MainWindow") -> None:
+        self.main = main
+        self.window: Optional[DemoWindow] = None
+
+    @property
+    def active(self) -> bool:
+        return self.window is not None
+
+    def enter(self) -> None:
+        if self.window is None:
+            self.window = DemoWindow()
+            self.window.advance.connect(self._advance)
+            self.window.left.connect(self._on_left)
+        self.update()
+        screen = self.main.screen()
+        if screen is not None:  # without a window manager, full screen alone keeps the natural size
+            self.window.setGeometry(screen.geometry())
+        self.window.showFullScreen()
+        self.window.activateWindow()
+
+    def leave(self) -> None:
+        if self.window is not None:
+            self.window.close()
+
+    def update(self) -> None:
+        """Show the main window's current classical and refined pictures, with their captions."""
+        if self.window is None:
+            return
+        main = self.main
+        values = main.controls.values()
+        progress = ""
+        if main.decode_busy and main.last_step is not None:
+            progress = f"refining {main.last_step.index}/{main.last_step.total}"
+        nbytes = main.encoded.nbytes if main.encoded else None
+        self.window.set_texts(*demo_texts(values.codec, nbytes, values.settings(), progress))
+        self.window.set_pictures(main.raw["classical"], main.raw["refined"])
+
+    def _advance(self, delta: int) -> None:
+        samples = sample_paths(self.main.samples_dir)
+        if not samples:
+            return
+        current = self.main.image.path.resolve() if self.main.image else None
+        index = next((i for i, p in enumerate(samples) if p.resolve() == current), -1 if delta > 0 else 0)
+        self.main.open_path(samples[(index + delta) % len(samples)])
+
+    def _on_left(self) -> None:
+        if self.window is not None:
+            self.window.deleteLater()
+            self.window = None
+        self.main.activateWindow()

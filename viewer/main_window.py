@@ -11,28 +11,27 @@ from typing import Optional
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QMainWindow, QMenu, QScrollArea, QSplitter,
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QScrollArea, QSplitter,
                                QVBoxLayout, QWidget)
 
 from engine.api import Encoded, ModelInfo
 
-from .about import AboutDialog
 from .banner import Banner
-from .captions import demo_texts, pane_caption, pane_title
+from .captions import pane_caption, pane_title
 from .controls import ControlPanel, ControlValues
 from .decode_status import DecodeStatus
-from .demo import DemoWindow
+from .demo import DemoMode
 from .export import compose_comparison, save_png
 from .jobs import CODEC_LABELS, PANES, DecodeRequest, OpenedImage, PaneStats, RatePoint, RateRequest, StepReport
 from .loupe import LoupeWindow
 from .maps import colour_bar, difference_image, MAP_MAX
-from .panes import PANE_TITLES, Crop
+from .panes import Crop
 from .plots import RatePlot, StepPlot
 from .qimage import to_pixmap
 from .samples import SAMPLES_DIR, sample_paths
 from .settings import ViewerSettings
-from .shortcuts import SHORTCUTS, ShortcutsDialog
+from .menus import build_menus
 from .stats_table import StatsTable
 from .views import MODES, ComparisonViews
 from .worker import EngineFactory, WorkerHost
@@ -81,21 +80,27 @@ class MainWindow(QMainWindow):
         self._paint_timer.setSingleShot(True)
         self._paint_timer.setInterval(PAINT_INTERVAL_MS)
         self._paint_timer.timeout.connect(self._paint_estimate)
-        self.demo: Optional[DemoWindow] = None
-        self._dialogs: list[QWidget] = []
+        self.demo = DemoMode(self)
 
         self._build_widgets()
-        self._build_actions()
+        self.actions_by_name, self.legend_actions = build_menus(self)
         self._connect_worker()
         geometry = self.settings.geometry()
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
-            self.resize(1440, 900)
+            self._first_run_size()
         self.set_mode(self.settings.view_mode() if self.settings.view_mode() in MODES else "grid")
         self.worker.request_engine(self.controls.values().device)
 
     # ---- construction ------------------------------------------------------------------
+    def _first_run_size(self) -> None:
+        """Most of the screen, capped at a size where the panes are already large."""
+        screen = self.screen().availableGeometry() if self.screen() is not None else None
+        width, height = (1600, 1000) if screen is None else (min(1600, int(screen.width() * 0.95)),
+                                                              min(1000, int(screen.height() * 0.95)))
+        self.resize(width, height)
+
     def _build_widgets(self) -> None:
         self.controls = ControlPanel(self.settings.controls())
         self.views = ComparisonViews()
@@ -119,8 +124,18 @@ class MainWindow(QMainWindow):
         column.addWidget(self.banner)
         column.addWidget(self.views, 1)
         column.addWidget(self.status)
+        table_column = QWidget()
+        table_layout = QVBoxLayout(table_column)
+        table_layout.setContentsMargins(0, 0, 0, 0)
+        table_layout.addWidget(self.table)
+        note = QLabel("Every pane is measured against the original. ↑ higher is better, ↓ lower is better. "
+                      "Bytes count the whole file. Hover a column title for what it means.")
+        note.setWordWrap(True)
+        note.setStyleSheet("color: palette(mid); padding: 4px;")
+        table_layout.addWidget(note)
+        table_layout.addStretch(1)
         numbers = QSplitter(Qt.Orientation.Horizontal)
-        numbers.addWidget(self.table)
+        numbers.addWidget(table_column)
         numbers.addWidget(self.rate_plot)
         numbers.setSizes([520, 420])
         left = QSplitter(Qt.Orientation.Vertical)
@@ -134,7 +149,7 @@ class MainWindow(QMainWindow):
         side = QSplitter(Qt.Orientation.Vertical)
         side.addWidget(scroll)
         side.addWidget(self.step_plot)
-        side.setSizes([520, 260])
+        side.setSizes([self.controls.sizeHint().height() + 8, 400])
         side.setMinimumWidth(320)
         main = QSplitter(Qt.Orientation.Horizontal)
         main.addWidget(left)
@@ -150,73 +165,6 @@ class MainWindow(QMainWindow):
         self.views.mode_changed.connect(self._on_mode_changed)
         self.status.stop_clicked.connect(self.stop_decode)
         self.rate_plot.bpp_clicked.connect(self.controls.set_bpp)
-
-    def _action(self, name: str, slot, checkable: bool = False) -> QAction:
-        key, text = SHORTCUTS[name]
-        action = QAction(text, self)
-        action.setShortcut(QKeySequence(key))
-        action.setCheckable(checkable)
-        action.triggered.connect(slot)
-        self.addAction(action)  # shortcuts work even when the menu bar is hidden
-        self.actions_by_name[name] = action
-        return action
-
-    def _build_actions(self) -> None:
-        self.actions_by_name: dict[str, QAction] = {}
-        a = self._action
-        file_menu = self.menuBar().addMenu("&File")
-        file_menu.addAction(a("open", self.choose_file))
-        self.recent_menu = file_menu.addMenu("Open &recent")
-        self.recent_menu.aboutToShow.connect(self._fill_recent)
-        self.samples_menu = file_menu.addMenu("&Samples")
-        self.samples_menu.aboutToShow.connect(self._fill_samples)
-        file_menu.addSeparator()
-        export_menu = file_menu.addMenu("Save &pane as PNG")
-        for pane in PANES:
-            export_menu.addAction(f"{PANES.index(pane) + 1} · {PANE_TITLES[pane]}…",
-                                  lambda p=pane: self._choose_and_save_pane(p))
-        file_menu.addAction(a("save_hfd", self._choose_and_save_hfd))
-        file_menu.addAction(a("save_sheet", self._choose_and_save_comparison))
-        file_menu.addSeparator()
-        file_menu.addAction(a("quit", self.close))
-
-        view_menu = self.menuBar().addMenu("&View")
-        modes = QActionGroup(self)
-        for name, slot in (("grid", lambda: self.set_mode("grid")), ("split", lambda: self.set_mode("split"))):
-            modes.addAction(a(name, slot, checkable=True))
-            view_menu.addAction(self.actions_by_name[name])
-        for i, pane in enumerate(PANES, start=1):
-            view_menu.addAction(a(f"pane_{i}", lambda _=False, p=pane: self.views.show_pane(p)))
-        view_menu.addSeparator()
-        view_menu.addAction(a("maps", self.set_maps, checkable=True))
-        view_menu.addAction(a("fit", self.views.fit))
-        view_menu.addAction(a("one_to_one", self.views.one_to_one))
-        view_menu.addAction(a("loupe", self.views.set_crop_tool, checkable=True))
-        view_menu.addSeparator()
-        view_menu.addAction(a("demo", self.enter_demo))
-
-        decode_menu = self.menuBar().addMenu("&Decode")
-        decode_menu.addAction(a("new_seed", self.controls.new_seed.click))
-        decode_menu.addAction(a("stop", self.stop_decode))
-
-        help_menu = self.menuBar().addMenu("&Help")
-        help_menu.addAction(a("help", lambda: self._show_dialog(ShortcutsDialog(self))))
-        help_menu.addAction("&About", lambda: self._show_dialog(AboutDialog(self.info, self.device, self)))
-
-        toolbar = self.addToolBar("View")
-        toolbar.setObjectName("view-toolbar")
-        toolbar.setMovable(False)
-        for name, label in (("grid", "Grid"), ("pane_1", "1"), ("pane_2", "2"), ("pane_3", "3"), ("pane_4", "4"),
-                            ("split", "Split"), ("maps", "Maps"), ("fit", "Fit"), ("one_to_one", "1:1"),
-                            ("loupe", "Loupe")):
-            action = self.actions_by_name[name]
-            action.setIconText(label)
-            action.setToolTip(f"{action.text()} ({action.shortcut().toString()})")
-            toolbar.addAction(action)
-        toolbar.addSeparator()
-        self.legend_actions = [toolbar.addWidget(self.map_legend), toolbar.addWidget(self.map_legend_text)]
-        for action in self.legend_actions:
-            action.setVisible(False)
 
     def _connect_worker(self) -> None:
         w = self.worker
@@ -243,7 +191,7 @@ class MainWindow(QMainWindow):
         elif samples:
             self.open_path(samples[0])
         else:
-            self.banner.show_message("Open an image (Ctrl+O) or drop one on this window.", "info")
+            self.banner.show_message("Open an image (Ctrl+O) or drop one on this window.", "info", "open")
 
     def open_path(self, path: Path | str) -> None:
         self._open_key += 1
@@ -261,7 +209,7 @@ class MainWindow(QMainWindow):
             return
         self.image = opened
         self.encoded = None
-        self.banner.hide()
+        self.banner.clear("open", "decode")
         self.statusBar().showMessage(f"{opened.path.name}: {opened.rgb.shape[1]}×{opened.rgb.shape[0]}"
                                      + (" (transparency flattened onto white)" if opened.had_alpha else ""), 5000)
         self.setWindowTitle(f"{opened.path.name} — hfd-viewer")
@@ -279,17 +227,17 @@ class MainWindow(QMainWindow):
     def _on_open_failed(self, path: str, message: str) -> None:
         self.statusBar().clearMessage()
         kept = " The previous image stays." if self.image is not None else ""
-        self.banner.show_message(f"Could not open {Path(path).name}: {message}.{kept}")
+        self.banner.show_message(f"Could not open {Path(path).name}: {message}.{kept}", topic="open")
         self._check_idle()
 
-    def _fill_recent(self) -> None:
+    def fill_recent(self) -> None:
         self.recent_menu.clear()
         for path in self.settings.recent_files():
             self.recent_menu.addAction(str(path), lambda p=path: self.open_path(p))
         if self.recent_menu.isEmpty():
             self.recent_menu.addAction("(none yet)").setEnabled(False)
 
-    def _fill_samples(self) -> None:
+    def fill_samples(self) -> None:
         self.samples_menu.clear()
         for path in sample_paths(self.samples_dir):
             self.samples_menu.addAction(path.name, lambda p=path: self.open_path(p))
@@ -317,6 +265,7 @@ class MainWindow(QMainWindow):
         self.decode_busy = True
         self.last_step = None
         self.step_plot.reset(values.steps)
+        self.rate_plot.set_current(values.bpp)
         self.status.started("encoding…", values.steps)
         self.table.mark_pending("refined")
         self._refresh_captions()
@@ -357,14 +306,13 @@ class MainWindow(QMainWindow):
         self.info, self.device = info, device
         self.controls.set_info(info)
         self.statusBar().showMessage(f"Model {info.model_id} ready ({device})", 5000)
-        if self.banner.kind == "error" and "model" in self.banner.text().lower():
-            self.banner.hide()
+        self.banner.clear("model")
         self.request_rate()
         self.request_decode()
 
     def _on_engine_failed(self, message: str) -> None:
         self.info = None
-        self.banner.show_message(f"The model could not be loaded: {message}")
+        self.banner.show_message(f"The model could not be loaded: {message}", topic="model")
         self.status.stopped("no model")
         self.decode_busy = self.rate_busy = False
         self.idle.emit()
@@ -385,7 +333,7 @@ class MainWindow(QMainWindow):
         self._refresh(pane)
         if pane in ("ae", "refined"):
             self._refresh("original")  # the invented-detail map depends on both
-        self._update_demo()
+        self.demo.update()
 
     def _on_stats(self, rid: int, pane: str, stats: PaneStats) -> None:
         if not self._current(rid):
@@ -416,7 +364,7 @@ class MainWindow(QMainWindow):
             self._pending_estimate = None
             self._refresh("refined")
             self._refresh("original")
-            self._update_demo()
+            self.demo.update()
 
     def _on_decode_finished(self, rid: int) -> None:
         if not self._current(rid):
@@ -425,6 +373,7 @@ class MainWindow(QMainWindow):
         total = self.request.settings.steps
         elapsed = self.last_step.elapsed_s if self.last_step else 0.0
         self.status.finished(f"done: {total} steps in {elapsed:.1f} s")
+        self.banner.clear("decode")
         self.decode_ended.emit(rid, "done")
         self._check_idle()
 
@@ -441,7 +390,7 @@ class MainWindow(QMainWindow):
         if not self._current(rid):
             return
         self.decode_busy = False
-        self.banner.show_message(f"Could not refine: {message}")
+        self.banner.show_message(f"Could not refine: {message}", topic="decode")
         self.status.stopped("failed")
         self.decode_ended.emit(rid, "failed")
         self._check_idle()
@@ -529,10 +478,6 @@ class MainWindow(QMainWindow):
                 parts.append(f"{mark}{PANES.index(p) + 1}: {r},{g},{b}")
         self.pixel_readout.setText("   ".join(parts))
 
-    def _show_dialog(self, dialog: QWidget) -> None:
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.show()
-
     # ---- export ------------------------------------------------------------------------
     def save_pane(self, pane: str, path: Path | str) -> None:
         image = self.shown_image(pane)
@@ -552,73 +497,15 @@ class MainWindow(QMainWindow):
         if not compose_comparison(panels).save(str(path)):
             raise OSError(f"could not write {path}")
 
-    def _save_with_dialog(self, title: str, suggestion: str, pattern: str, save) -> None:
-        folder = self.image.path.parent if self.image else Path.home()
-        path, _ = QFileDialog.getSaveFileName(self, title, str(folder / suggestion), pattern)
-        if not path:
-            return
-        try:
-            save(path)
-        except (OSError, ValueError) as exc:
-            self.banner.show_message(f"Could not save {Path(path).name}: {exc}")
-        else:
-            self.statusBar().showMessage(f"Saved {path}", 5000)
-
-    def _stem(self) -> str:
-        return self.image.path.stem if self.image else "image"
-
-    def _choose_and_save_pane(self, pane: str) -> None:
-        self._save_with_dialog("Save pane as PNG", f"{self._stem()}-{pane}.png", "PNG (*.png)",
-                               lambda p: self.save_pane(pane, p))
-
-    def _choose_and_save_hfd(self) -> None:
-        self._save_with_dialog("Save .hfd file", f"{self._stem()}.hfd", "hfd files (*.hfd)", self.save_hfd)
-
-    def _choose_and_save_comparison(self) -> None:
-        self._save_with_dialog("Save comparison image", f"{self._stem()}-comparison.png", "PNG (*.png)",
-                               self.save_comparison)
-
     # ---- demo mode ---------------------------------------------------------------------
     def enter_demo(self) -> None:
-        if self.demo is None:
-            self.demo = DemoWindow()
-            self.demo.advance.connect(self._demo_advance)
-            self.demo.left.connect(self._leave_demo)
-        self._update_demo()
-        self.demo.showFullScreen()
-        self.demo.activateWindow()
-
-    def _leave_demo(self) -> None:
-        if self.demo is not None:
-            self.demo.deleteLater()
-            self.demo = None
-        self.activateWindow()
-
-    def _demo_advance(self, delta: int) -> None:
-        samples = sample_paths(self.samples_dir)
-        if not samples:
-            return
-        current = self.image.path.resolve() if self.image else None
-        index = next((i for i, p in enumerate(samples) if p.resolve() == current), -1 if delta > 0 else 0)
-        self.open_path(samples[(index + delta) % len(samples)])
-
-    def _update_demo(self) -> None:
-        if self.demo is None:
-            return
-        values = self.controls.values()
-        progress = ""
-        if self.decode_busy and self.last_step is not None:
-            progress = f"refining {self.last_step.index}/{self.last_step.total}"
-        nbytes = self.encoded.nbytes if self.encoded else None
-        self.demo.set_texts(*demo_texts(values.codec, nbytes, values.settings(), progress))
-        self.demo.set_pictures(self.raw["classical"], self.raw["refined"])
+        self.demo.enter()
 
     # ---- closing -----------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.settings.set_geometry(self.saveGeometry())
         self.settings.sync()
-        if self.demo is not None:
-            self.demo.close()
+        self.demo.leave()
         self.loupe.close()
         self.host.shutdown()
         super().closeEvent(event)

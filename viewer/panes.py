@@ -19,6 +19,8 @@ PANE_TITLES = {
     "classical": "Classical codec, same size",
 }
 
+PANE_SHORT = {"original": "1 Original", "ae": "2 Autoencoder", "refined": "3 Refined", "classical": "4 Classical"}
+
 
 @dataclass(frozen=True)
 class Camera:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
@@ -37,7 +38,7 @@ class StepPlot(pg.PlotWidget):
                                symbolBrush=REFINED_COLOUR, name="refined estimate")
         self.ae_line = pg.InfiniteLine(angle=0, pen=pg.mkPen(AE_COLOUR, style=Qt.PenStyle.DashLine),
                                        label="autoencoder", labelOpts={"color": AE_COLOUR, "position": 0.8,
-                                                                          "anchors": [(1, 1), (1, 1)]})
+                                                                          "anchors": [(1, 0), (1, 0)]})
         self.ae_line.hide()
         self.addItem(self.ae_line)
         self._x: list[int] = []
@@ -46,7 +47,9 @@ class StepPlot(pg.PlotWidget):
     def reset(self, total: int) -> None:
         self._x, self._y = [], []
         self.curve.setData([], [])
-        self.setXRange(0, max(1, total), padding=0.02)
+        self.setXRange(1, max(2, total), padding=0.02)
+        major = max(1, int(np.ceil(total / 8)))  # whole steps only, about eight labels
+        self.getAxis("bottom").setTickSpacing(major, major)
 
     def add_point(self, step: int, psnr: float) -> None:
         self._x.append(step)

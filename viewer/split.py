@@ -10,7 +10,7 @@ from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QComboBox, QGraphicsItem, QGraphicsRectItem, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from .jobs import PANES
-from .panes import PANE_TITLES, PaneViewBox, follow_zoom_smoothing, make_graphics_widget, make_image_item
+from .panes import PANE_SHORT, PaneViewBox, follow_zoom_smoothing, make_graphics_widget, make_image_item
 
 
 class SplitView(QWidget):
@@ -62,10 +62,8 @@ class SplitView(QWidget):
 
     def _pane_combo(self, initial: str) -> QComboBox:
         combo = QComboBox()
-        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        combo.setMinimumContentsLength(12)
         for pane in PANES:
-            combo.addItem(PANE_TITLES[pane], pane)
+            combo.addItem(PANE_SHORT[pane], pane)
         combo.setCurrentIndex(PANES.index(initial))
         combo.currentIndexChanged.connect(self._refresh)
         return combo

@@ -8,8 +8,7 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTab
 
 from .captions import human_size
 from .jobs import PANES, PaneStats
-
-ROW_NAMES = {"original": "1 Original", "ae": "2 Autoencoder", "refined": "3 Refined", "classical": "4 Classical"}
+from .panes import PANE_SHORT
 
 COLUMNS = ("Bytes", "bpp", "PSNR ↑", "MS-SSIM ↑", "ST-LPIPS ↓")
 COLUMN_TIPS = (
@@ -31,7 +30,7 @@ class StatsTable(QTableWidget):
     def __init__(self) -> None:
         super().__init__(len(PANES), len(COLUMNS))
         self.setHorizontalHeaderLabels(COLUMNS)
-        self.setVerticalHeaderLabels([ROW_NAMES[p] for p in PANES])
+        self.setVerticalHeaderLabels([PANE_SHORT[p] for p in PANES])
         for col, tip in enumerate(COLUMN_TIPS):
             self.horizontalHeaderItem(col).setToolTip(tip)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -42,6 +41,13 @@ class StatsTable(QTableWidget):
         self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.perceptual_note = "needs the eval extra: pip install '.[eval]'"
         self.clear_numbers()
+        self.fit_height()
+
+    def fit_height(self) -> None:
+        """Exactly as tall as its rows: no empty white area below them."""
+        self.resizeRowsToContents()
+        rows = sum(self.rowHeight(r) for r in range(self.rowCount()))
+        self.setFixedHeight(self.horizontalHeader().sizeHint().height() + rows + 2 * self.frameWidth())
 
     def clear_numbers(self) -> None:
         for row in range(len(PANES)):

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QStackedWidget
 from .flicker import FlickerView
 from .grid import GridView
 from .jobs import PANES
-from .panes import Camera, Crop, PaneViewBox, crop_from_rect
+from .panes import Camera, PaneViewBox, crop_from_rect
 from .split import SplitView
 
 MODES = ("grid", "flicker", "split")
@@ -37,7 +37,10 @@ class ComparisonViews(QStackedWidget):
             for box in page.boxes():
                 box.crop_drawn.connect(self._on_crop_drawn)
                 box.hovered.connect(lambda x, y, b=box, p=page: self._on_hover(p, b, x, y))
+                box.sigRangeChangedManually.connect(self._on_user_zoom)
+                box.sigResized.connect(self._on_resized)
         self.mode = "grid"
+        self.auto_fit = True  # keep fitting the image to the view until the user zooms or pans
         self._images: dict[str, Optional[np.ndarray]] = {p: None for p in PANES}
         self._size: Optional[tuple[int, int]] = None
 
@@ -48,6 +51,7 @@ class ComparisonViews(QStackedWidget):
             page.set_image(pane, rgb)
         if rgb is not None and self._size != (rgb.shape[1], rgb.shape[0]):
             self._size = (rgb.shape[1], rgb.shape[0])
+            self.auto_fit = True
             QTimer.singleShot(0, self.fit)
 
     def image(self, pane: str) -> Optional[np.ndarray]:
@@ -61,12 +65,11 @@ class ComparisonViews(QStackedWidget):
     def set_mode(self, mode: str) -> None:
         if mode == self.mode:
             return
-        cam = self.camera()
+        cam = None if self.auto_fit else self.camera()
         self.mode = mode
         self.setCurrentWidget(self._pages[mode])
-        if cam is not None:
-            # The page gets its real size only once it is laid out: apply the camera after that.
-            QTimer.singleShot(0, lambda: self.set_camera(cam))
+        # The page gets its real size only once it is laid out: place the image after that.
+        QTimer.singleShot(0, self.fit if cam is None else lambda: self.set_camera(cam))
         self.mode_changed.emit(mode)
 
     def show_pane(self, pane: str) -> None:
@@ -81,14 +84,25 @@ class ComparisonViews(QStackedWidget):
         return self.current_box().camera() if self._size else None
 
     def set_camera(self, cam: Camera) -> None:
+        self.auto_fit = False
         self.current_box().set_camera(cam)
 
     def fit(self) -> None:
+        """Show the whole image, and keep doing so as the window resizes, until the user zooms."""
+        self.auto_fit = True
         if self._size:
             self.current_box().fit(*self._size)
 
     def one_to_one(self) -> None:
+        self.auto_fit = False
         self.current_box().one_to_one()
+
+    def _on_user_zoom(self, *_args) -> None:
+        self.auto_fit = False
+
+    def _on_resized(self, *_args) -> None:
+        if self.auto_fit and self._size:
+            self.current_box().fit(*self._size)
 
     def set_crop_tool(self, on: bool) -> None:
         for page in self._pages.values():
