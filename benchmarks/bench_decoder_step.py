@@ -1,6 +1,6 @@
 """Time one decoder step (one network evaluation through the tiler, as ``refine`` runs it)
 at 768×512 for the default UNet: CPU fp32, fp32 + channels_last, bf16 autocast +
-channels_last, and CUDA bf16 when a GPU is present.
+channels_last, and CUDA bf16 when a GPU is present; default tiles and 512² tiles.
 
     python benchmarks/bench_decoder_step.py [--width 768 --height 512 --repeats 3]"""
 from __future__ import annotations
@@ -14,6 +14,8 @@ from engine.score_decoder import DEFAULT_TILE, network_call
 from engine.tiling import tiled
 from engine.unet import ConditionalUNet, UNetConfig
 
+SMALL_TILE = 512  # for comparison: the cost of tiling an image that would fit one default tile
+
 
 def channels_last_fp32(net: ConditionalUNet):
     """fp32 with channels_last: the middle column of the table."""
@@ -23,21 +25,24 @@ def channels_last_fp32(net: ConditionalUNet):
                                      c.contiguous(memory_format=torch.channels_last), level)
 
 
-def time_step(fn, z: torch.Tensor, cond: torch.Tensor, repeats: int) -> float:
-    """Best wall time of ``repeats`` calls after one warm-up call."""
+def time_step(fn, z: torch.Tensor, cond: torch.Tensor, repeats: int) -> tuple[float, float]:
+    """Best wall time and best process CPU time (all threads) of ``repeats`` calls after a
+    warm-up call. On a busy machine run with --threads 1: one thread's CPU time is then
+    the steady figure (with more threads, waiting threads spin and inflate it)."""
     level = torch.ones(1, device=z.device)
-    best = float("inf")
+    wall = cpu = float("inf")
     with torch.inference_mode():
         for i in range(repeats + 1):
             if z.is_cuda:
                 torch.cuda.synchronize()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn(z, cond, level)
             if z.is_cuda:
                 torch.cuda.synchronize()
             if i:
-                best = min(best, time.perf_counter() - start)
-    return best
+                wall = min(wall, time.perf_counter() - start)
+                cpu = min(cpu, time.process_time() - start_cpu)
+    return wall, cpu
 
 
 def main() -> None:
@@ -45,13 +50,17 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=768)
     parser.add_argument("--height", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     config = UNetConfig()
     params = sum(p.numel() for p in ConditionalUNet(config).parameters()) / 1e6
     print(f"UNet {config.to_dict()}  {params:.2f} M parameters, "
           f"{args.width}×{args.height}, {torch.get_num_threads()} CPU threads")
-    print(f"{'device':6} {'precision':24} {'whole image':>12} {f'tiles {DEFAULT_TILE}':>12}")
+    print(f"{'device':6} {'precision':20} {f'tiles {DEFAULT_TILE} (default): wall':>28} {'cpu':>8} "
+          f"{f'tiles {SMALL_TILE}: wall':>17} {'cpu':>8}")
 
     runs = [("cpu", "fp32", lambda net: network_call(net, torch.device("cpu"), fast=False)),
             ("cpu", "fp32 channels_last", channels_last_fp32),
@@ -63,10 +72,10 @@ def main() -> None:
         fn = make(net)
         z = torch.randn(1, 3, args.height, args.width, device=device)
         cond = torch.rand(1, 3, args.height, args.width, device=device)
-        whole = tiled(fn, tile=max(args.width, args.height) + 16, multiple=config.size_multiple)
-        tiles = tiled(fn, tile=DEFAULT_TILE, overlap=DEFAULT_TILE // 8, multiple=config.size_multiple)
-        print(f"{device:6} {precision:24} {time_step(whole, z, cond, args.repeats):11.3f}s "
-              f"{time_step(tiles, z, cond, args.repeats):11.3f}s", flush=True)
+        default, small = (tiled(fn, tile=t, overlap=t // 8, multiple=config.size_multiple)
+                          for t in (DEFAULT_TILE, SMALL_TILE))
+        (wall_d, cpu_d), (wall_s, cpu_s) = (time_step(f, z, cond, args.repeats) for f in (default, small))
+        print(f"{device:6} {precision:20} {wall_d:27.3f}s {cpu_d:7.3f}s {wall_s:16.3f}s {cpu_s:7.3f}s", flush=True)
 
 
 if __name__ == "__main__":

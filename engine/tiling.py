@@ -1,11 +1,11 @@
 """Run the decoder network over an image of any size in fixed-size, overlapping tiles.
 
 Memory is bounded by ``batch`` tiles of ``tile``² pixels whatever the image size. Tiles
-overlap by at least ``overlap`` pixels and are blended with weights that ramp linearly
-over ``overlap`` pixels from every tile edge, so each tile's border (where its
-convolutions saw padding and its GroupNorm saw other statistics than its neighbour's)
-fades out. Overlap, not an alternating grid offset, because the flow decoder is used
-with 1–4 steps, too few for offsets to average seams away.
+overlap by at least ``overlap`` pixels and are cross-faded (see blend_window), so each
+tile's border, where its convolutions saw padding and its GroupNorm saw other
+statistics than its neighbour's, fades out. Overlap, not an alternating grid offset,
+because the flow decoder is used with 1–4 steps, too few for offsets to average seams
+away.
 
 A pixel covered by one tile gets that tile's value exactly (the weights normalise), so
 a pointwise network gives the same result tiled and whole."""
@@ -30,13 +30,20 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     return [round(i * (size - tile) / (count - 1)) for i in range(count)]
 
 
-def blend_window(height: int, width: int, ramp: int) -> torch.Tensor:
-    """height×width weights, 1 inside and falling linearly (but staying > 0) over ``ramp`` pixels at the edges."""
+def blend_window(height: int, width: int, overlap: int) -> torch.Tensor:
+    """height×width blending weights for tiles that overlap their neighbours by ``overlap``.
+
+    Along each axis, by distance d from the tile edge: a margin of overlap/4 with weight
+    ~0 (there the tile's convolutions saw padding instead of image), then a linear
+    crossfade over overlap/2, then 1. Two neighbours' weights sum to 1 across their
+    overlap. The margin's weight is tiny but positive, so a pixel that only one tile
+    covers (at the image border) still gets that tile's value."""
     def axis(n: int) -> torch.Tensor:
-        if ramp == 0:
+        if overlap == 0:
             return torch.ones(n)
-        i = torch.arange(n, dtype=torch.float32) + 0.5
-        return torch.minimum(torch.minimum(i, n - i) / ramp, torch.tensor(1.0))
+        margin, fade = overlap // 4, overlap - 2 * (overlap // 4)
+        d = torch.minimum(torch.arange(n), torch.arange(n).flip(0)).float() + 0.5
+        return ((d - margin) / fade).clamp(1e-3, 1.0)
     return axis(height)[:, None] * axis(width)[None, :]
 
 

@@ -44,10 +44,13 @@ def test_tile_starts_cover_the_image_with_the_requested_overlap():
         assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
 
 
-def test_blend_window_is_positive_and_flat_inside():
+def test_blend_windows_of_neighbours_cross_fade_to_one():
     w = blend_window(32, 48, 8)
     assert w.min() > 0 and w.max() == 1
-    assert torch.all(w[8:-8, 8:-8] == 1)
+    assert torch.all(w[6:-6, 6:-6] == 1) and torch.all(w[:2, :] < 0.01)
+    row = blend_window(32, 32, 8)[16]  # a row through the middle, where the vertical weight is 1
+    overlap_sum = row[24:] + row[:8]  # a neighbour starting 24 px later
+    assert torch.allclose(overlap_sum, torch.ones(8), atol=2e-3)
     assert torch.equal(blend_window(4, 4, 0), torch.ones(4, 4))
 
 
@@ -66,6 +69,8 @@ def seam_ratio(out, seams):
 
 
 def test_blended_tiles_of_a_conv_net_leave_no_seams():
+    # The UNet as initialised, with a random output layer so that it computes something:
+    # convolutions with zero padding, strided and upsampling paths, a GroupNorm over the tile.
     config = UNetConfig(base=8, mults=(1, 2), blocks=1, head_dim=8, groups=4, level_dim=16)
     y, x = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 192), indexing="ij")
     smooth = 0.8 * torch.stack([torch.sin(6 * x + 3 * y), torch.cos(4 * y - 5 * x), x * y])[None]
@@ -73,17 +78,15 @@ def test_blended_tiles_of_a_conv_net_leave_no_seams():
     for seed in range(3):
         torch.manual_seed(seed)
         net = ConditionalUNet(config).eval()
-        for p in net.parameters():
-            if p.ndim > 1 and torch.count_nonzero(p) == 0:  # undo the zero-init: a net that computes something
-                torch.nn.init.normal_(p, std=0.1)
+        torch.nn.init.normal_(net.head.weight, std=0.1)
         with torch.no_grad():
             run = lambda overlap: tiled(net, tile=64, overlap=overlap, multiple=4)(
                 smooth.flip(-1), smooth, torch.tensor([0.5]))
             blended.append(seam_ratio(run(16), [43, 64, 85, 107, 128, 149]))
             abutting.append(seam_ratio(run(0), [64, 128]))  # 192 = 3 tiles exactly, no overlap
     # Without blending the tile borders stand out; with it they look like anywhere else.
-    assert sum(abutting) / 3 > 1.8
-    assert sum(blended) / 3 < 1.5
+    assert min(abutting) > 5
+    assert max(blended) < 1.4
 
 
 def test_cancel_is_checked_between_tile_batches():
