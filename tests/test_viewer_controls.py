@@ -83,3 +83,11 @@ def test_float_slider_maps_its_ends_and_clamps(qtbot, log):
     assert slider.value() == pytest.approx(1.0)
     slider.setValue(0.0)
     assert slider.value() == pytest.approx(0.05)
+
+
+def test_about_lists_the_model_facts():
+    from viewer.about import model_facts_html
+
+    html = model_facts_html(INFO, "cpu")
+    assert "0.100–0.800 bpp" in html and "diffusion, flow" in html and "cpu" in html
+    assert "No model loaded" in model_facts_html(None, "")

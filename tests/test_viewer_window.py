@@ -169,3 +169,25 @@ def test_controls_and_view_are_remembered(window, qtbot, tmp_path, tiny_engine):
     again = open_window(qtbot, tmp_path, tiny_engine, steps=None)
     assert again.controls.values().steps == 9
     assert again.views.mode == "split"
+
+
+def test_clicking_the_rate_plot_picks_that_bitrate(window, qtbot):
+    plot = window.rate_plot
+    box = plot.getPlotItem().getViewBox()
+    y = box.viewRect().center().y()
+    where = plot.mapFromScene(box.mapViewToScene(QPointF(0.4, y)))
+    old = window.request.request_id
+    with qtbot.waitSignal(window.decode_ended, timeout=IDLE_TIMEOUT_MS,
+                          check_params_cb=lambda rid, outcome: rid > old):
+        qtbot.mouseClick(plot.viewport(), Qt.MouseButton.LeftButton, pos=where)
+    assert window.request.bpp == pytest.approx(0.4, rel=0.03)
+    assert window.controls.values().bpp == window.request.bpp
+
+
+def test_the_toolbar_shows_which_layout_and_pane_are_on(window, qtbot):
+    window.views.show_pane("classical")
+    assert window.actions_by_name["pane_4"].isChecked() and not window.actions_by_name["grid"].isChecked()
+    window.views.show_pane("ae")
+    assert window.actions_by_name["pane_2"].isChecked() and not window.actions_by_name["pane_4"].isChecked()
+    window.set_mode("split")
+    assert window.actions_by_name["split"].isChecked()

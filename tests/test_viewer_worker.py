@@ -107,3 +107,15 @@ def test_rate_sweep_reports_one_point_per_bitrate(host, qtbot):
     points = [e[2] for e in rec.of("rate_point", 7)]
     assert [p.target_bpp for p in points] == [0.1, 0.3, 0.9]
     assert all(p.ae_psnr > 0 and p.classical_bpp > 0 for p in points)
+
+
+def test_the_caches_stay_within_their_byte_budget():
+    from viewer.worker import _LRU
+
+    made = []
+    cache = _LRU(max_bytes=100, size_of=len)
+    for key in "abcd":
+        cache.get_or_make(key, lambda k=key: made.append(k) or k * 40)
+    assert cache.get_or_make("d", lambda: "new") == "d" * 40  # kept, not remade
+    assert cache.get_or_make("a", lambda: "remade") == "remade"  # the oldest went first
+    assert made == ["a", "b", "c", "d"]

@@ -116,7 +116,18 @@ class MainWindow(QMainWindow):
         self.map_legend.setToolTip("Absolute difference per pixel, averaged over R, G, B (8-bit levels).")
         self.pixel_readout = QLabel()
         self.statusBar().addPermanentWidget(self.pixel_readout)
+        self.setCentralWidget(self._lay_out())
 
+        self.controls.changed.connect(self._on_controls)
+        self.controls.device_changed.connect(self._on_device)
+        self.views.crop_drawn.connect(self.show_loupe)
+        self.views.hovered.connect(self._on_hover)
+        self.views.mode_changed.connect(self._on_mode_changed)
+        self.status.stop_clicked.connect(self.stop_decode)
+        self.rate_plot.bpp_clicked.connect(self.controls.set_bpp)
+
+    def _lay_out(self) -> QWidget:
+        """Images with the decode status under them, numbers below; controls and the step plot on the right."""
         image_column = QWidget()
         column = QVBoxLayout(image_column)
         column.setContentsMargins(0, 0, 0, 0)
@@ -131,7 +142,7 @@ class MainWindow(QMainWindow):
         note = QLabel("Every pane is measured against the original. ↑ higher is better, ↓ lower is better. "
                       "Bytes count the whole file. Hover a column title for what it means.")
         note.setWordWrap(True)
-        note.setStyleSheet("color: palette(mid); padding: 4px;")
+        note.setStyleSheet("color: #666; padding: 4px;")
         table_layout.addWidget(note)
         table_layout.addStretch(1)
         numbers = QSplitter(Qt.Orientation.Horizontal)
@@ -156,15 +167,7 @@ class MainWindow(QMainWindow):
         main.addWidget(side)
         main.setStretchFactor(0, 1)
         main.setSizes([1100, 340])
-        self.setCentralWidget(main)
-
-        self.controls.changed.connect(self._on_controls)
-        self.controls.device_changed.connect(self._on_device)
-        self.views.crop_drawn.connect(self.show_loupe)
-        self.views.hovered.connect(self._on_hover)
-        self.views.mode_changed.connect(self._on_mode_changed)
-        self.status.stop_clicked.connect(self.stop_decode)
-        self.rate_plot.bpp_clicked.connect(self.controls.set_bpp)
+        return main
 
     def _connect_worker(self) -> None:
         w = self.worker
@@ -457,8 +460,8 @@ class MainWindow(QMainWindow):
         self._on_mode_changed(self.views.mode)
 
     def _on_mode_changed(self, mode: str) -> None:
-        for name in ("grid", "split"):
-            self.actions_by_name[name].setChecked(name == mode)
+        shown = mode if mode != "flicker" else f"pane_{PANES.index(self.views.flicker.current) + 1}"
+        self.actions_by_name[shown].setChecked(True)
         self.settings.set_view_mode(mode)
 
     def show_loupe(self, crop: Crop) -> None:

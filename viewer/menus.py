@@ -56,8 +56,9 @@ def build_menus(window: "MainWindow") -> tuple[dict[str, QAction], list[QAction]
     modes = QActionGroup(window)
     for mode in ("grid", "split"):
         view_menu.addAction(modes.addAction(act(mode, lambda _=False, m=mode: window.set_mode(m), checkable=True)))
-    for i, pane in enumerate(PANES, start=1):
-        view_menu.addAction(act(f"pane_{i}", lambda _=False, p=pane: window.views.show_pane(p)))
+    for i, pane in enumerate(PANES, start=1):  # checked while that pane is shown alone
+        view_menu.addAction(modes.addAction(act(f"pane_{i}", lambda _=False, p=pane: window.views.show_pane(p),
+                                                checkable=True)))
     view_menu.addSeparator()
     view_menu.addAction(act("maps", window.set_maps, checkable=True))
     view_menu.addAction(act("fit", window.views.fit))

@@ -75,6 +75,8 @@ class ComparisonViews(QStackedWidget):
     def show_pane(self, pane: str) -> None:
         """Flicker: show ``pane`` alone, large."""
         self.flicker.show_pane(pane)
+        if self.mode == "flicker":
+            self.mode_changed.emit(self.mode)  # same layout, another pane
         self.set_mode("flicker")
 
     def current_box(self) -> PaneViewBox:

@@ -29,27 +29,33 @@ from .jobs import DecodeRequest, OpenedImage, PaneStats, RatePoint, RateRequest,
 log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[str], Any]  # device name -> engine.api.Engine
+CACHE_BYTES = 256 * 2**20  # per cache of decoded images: a few dozen bitrates of a 12-megapixel photo
 
 
 class _LRU:
-    """A small least-recently-used cache; touched only from the worker thread."""
+    """A least-recently-used cache bounded in bytes (``size_of`` weighs a value); worker thread only."""
 
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+    def __init__(self, max_bytes: int, size_of: Callable[[Any], int]) -> None:
+        self._max_bytes, self._size_of = max_bytes, size_of
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
 
     def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> Any:
         if key in self._items:
             self._items.move_to_end(key)
-            return self._items[key]
+            return self._items[key][0]
         value = make()
-        self._items[key] = value
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
+        size = self._size_of(value)
+        self._items[key] = (value, size)
+        self._bytes += size
+        while self._bytes > self._max_bytes and len(self._items) > 1:
+            _, (_, dropped) = self._items.popitem(last=False)
+            self._bytes -= dropped
         return value
 
     def clear(self) -> None:
         self._items.clear()
+        self._bytes = 0
 
 
 class EngineWorker(QObject):
@@ -80,10 +86,10 @@ class EngineWorker(QObject):
         self._decode: Optional[DecodeRequest] = None
         self._rate: Optional[tuple[RateRequest, list[float]]] = None
         self._running_token: Optional[CancelToken] = None
-        self._encodings = _LRU(32)
-        self._ae_images = _LRU(32)
-        self._classical = _LRU(32)
-        self._full_stats = _LRU(64)
+        self._encodings = _LRU(CACHE_BYTES // 16, lambda enc: enc.nbytes)
+        self._ae_images = _LRU(CACHE_BYTES, lambda rgb: rgb.nbytes)
+        self._classical = _LRU(CACHE_BYTES, lambda result: result.rgb.nbytes + result.nbytes)
+        self._full_stats = _LRU(CACHE_BYTES // 1024, lambda stats: 256)
         self._perceptual_error: Optional[str] = None
         self._wake.connect(self._drain)
 
