@@ -91,3 +91,11 @@ def test_about_lists_the_model_facts():
     html = model_facts_html(INFO, "cpu")
     assert "0.100–0.800 bpp" in html and "diffusion, flow" in html and "cpu" in html
     assert "No model loaded" in model_facts_html(None, "")
+
+
+def test_a_first_run_takes_the_models_recommended_settings(qtbot):
+    panel = ControlPanel(ControlValues(decoder="diffusion", steps=16, noise=0.0))
+    qtbot.addWidget(panel)
+    panel.set_info(INFO, use_defaults=True)
+    values = panel.values()
+    assert (values.steps, values.noise) == (32, 0.2) and values.shift == pytest.approx(1.5, abs=0.005)

@@ -152,11 +152,12 @@ def test_maps_show_errors_and_invented_detail(window):
     window.set_maps(True)
     assert window.caption("original").startswith("1 · Invented detail")
     assert window.views.grid.items["ae"].image.shape == window.raw["ae"].shape
-    from viewer.maps import difference_image
-    np.testing.assert_array_equal(window.shown_image("original"),
-                                  difference_image(window.raw["refined"], window.raw["ae"]))
+    from viewer.maps import error_image, invented_image
+    invented, scale = invented_image(window.raw["refined"], window.raw["ae"])
+    np.testing.assert_array_equal(window.shown_image("original"), invented)
+    assert f"0 … {scale:g}+ levels" in window.caption("original")
     np.testing.assert_array_equal(window.shown_image("classical"),
-                                  difference_image(window.raw["classical"], window.raw["original"]))
+                                  error_image(window.raw["classical"], window.raw["original"]))
     window.set_maps(False)
     np.testing.assert_array_equal(window.shown_image("ae"), window.raw["ae"])
 

@@ -74,6 +74,10 @@ class ControlValues:
         return values
 
 
+def _clamp(value: float, bounds: tuple[float, float]) -> float:
+    return min(max(value, bounds[0]), bounds[1])
+
+
 class ControlPanel(QWidget):
     """Emits ``changed`` with the new ControlValues whenever the user moves anything."""
 
@@ -172,8 +176,9 @@ class ControlPanel(QWidget):
         finally:
             self._quiet = False
 
-    def set_info(self, info: ModelInfo) -> None:
-        """Fit the ranges and decoder list to the loaded weights."""
+    def set_info(self, info: ModelInfo, use_defaults: bool = False) -> None:
+        """Fit the ranges and decoder list to the loaded weights; ``use_defaults`` also takes the
+        model's recommended settings for the current decoder (a first run, nothing remembered)."""
         self._info = info
         values = self.values()
         self._quiet = True
@@ -189,7 +194,10 @@ class ControlPanel(QWidget):
             usable = [d for d in DECODER_LABELS if d in info.decoders]
             if usable:
                 values = self._with_defaults(replace(values, decoder=usable[0]))
-        self.set_values(replace(values, bpp=self.bpp.value(), shift=self.shift.value()))
+        elif use_defaults:
+            values = self._with_defaults(values)
+        self.set_values(replace(values, bpp=_clamp(values.bpp, info.bpp_range),
+                                shift=_clamp(values.shift, info.shift_range)))
 
     def show_encoded(self, nbytes: int, bpp: float, at_minimum: bool = False) -> None:
         """``at_minimum``: the target was below the smallest file the model makes for this image."""

@@ -25,7 +25,7 @@ from .demo import DemoMode
 from .export import compose_comparison, save_png
 from .jobs import CODEC_LABELS, PANES, DecodeRequest, OpenedImage, PaneStats, RatePoint, RateRequest, StepReport
 from .loupe import LoupeWindow
-from .maps import colour_bar, difference_image, MAP_MAX
+from .maps import ERROR_MAX, colour_bar, error_image, invented_image
 from .panes import Crop
 from .plots import RatePlot, StepPlot
 from .qimage import to_pixmap
@@ -68,7 +68,7 @@ class MainWindow(QMainWindow):
         self.raw: dict[str, Optional[np.ndarray]] = {p: None for p in PANES}
         self.stats: dict[str, Optional[PaneStats]] = {p: None for p in PANES}
         self.show_maps = False
-        self._maps: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # pane -> (a, b, map of a vs b)
+        self._maps: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]] = {}  # pane -> (a, b, map, scale)
         self.request: Optional[DecodeRequest] = None
         self.decode_busy = False
         self.rate_busy = False
@@ -112,7 +112,7 @@ class MainWindow(QMainWindow):
         self.loupe = LoupeWindow(self)
         self.map_legend = QLabel()
         self.map_legend.setPixmap(to_pixmap(colour_bar(120, 10)))
-        self.map_legend_text = QLabel(f"0 … {MAP_MAX:.0f}+ levels")
+        self.map_legend_text = QLabel(f"0 … {ERROR_MAX:.0f}+ levels (pane 1: its own scale)")
         self.map_legend.setToolTip("Absolute difference per pixel, averaged over R, G, B (8-bit levels).")
         self.pixel_readout = QLabel()
         self.statusBar().addPermanentWidget(self.pixel_readout)
@@ -307,7 +307,7 @@ class MainWindow(QMainWindow):
 
     def _on_engine_ready(self, info: ModelInfo, device: str) -> None:
         self.info, self.device = info, device
-        self.controls.set_info(info)
+        self.controls.set_info(info, use_defaults=not self.settings.has_controls())
         self.statusBar().showMessage(f"Model {info.model_id} ready ({device})", 5000)
         self.banner.clear("model")
         self.request_rate()
@@ -421,14 +421,17 @@ class MainWindow(QMainWindow):
             return None
         cached = self._maps.get(pane)
         if cached is None or cached[0] is not a or cached[1] is not b:  # results are new arrays, never edited
-            cached = self._maps[pane] = (a, b, difference_image(a, b))
+            shown, scale = invented_image(a, b) if pane == "original" else (error_image(a, b), ERROR_MAX)
+            cached = self._maps[pane] = (a, b, shown, scale)
         return cached[2]
 
     def caption(self, pane: str) -> str:
         codec = self.request.codec if self.request else self.controls.values().codec
         settings = self.request.settings if self.request else self.controls.values().settings()
-        stats = None if self.show_maps else self.stats[pane]
-        return pane_caption(pane, pane_title(pane, codec, settings, self.show_maps), stats)
+        title = pane_title(pane, codec, settings, self.show_maps)
+        if self.show_maps and pane == "original" and self.shown_image(pane) is not None:
+            title += f", 0 … {self._maps[pane][3]:g}+ levels"
+        return pane_caption(pane, title, None if self.show_maps else self.stats[pane])
 
     def _refresh(self, pane: str) -> None:
         image = self.shown_image(pane)

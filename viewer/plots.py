@@ -16,7 +16,7 @@ REFINED_COLOUR = QColor(255, 170, 60)
 CLASSICAL_COLOUR = QColor(200, 200, 200)
 
 
-def _style(widget: pg.PlotWidget, title: str, x_label: str, y_label: str) -> None:
+def _style(widget: pg.PlotWidget, title: str, x_label: str, y_label: str, legend: bool) -> None:
     widget.setBackground(QColor(32, 32, 32))
     widget.setTitle(title, size="9pt")
     widget.setLabel("bottom", x_label)
@@ -25,7 +25,8 @@ def _style(widget: pg.PlotWidget, title: str, x_label: str, y_label: str) -> Non
     widget.setMenuEnabled(False)
     for axis in ("bottom", "left"):
         widget.getAxis(axis).enableAutoSIPrefix(False)
-    widget.addLegend(offset=(-4, -4), labelTextSize="8pt")
+    if legend:
+        widget.addLegend(offset=(-4, -4), labelTextSize="8pt")
 
 
 class StepPlot(pg.PlotWidget):
@@ -33,9 +34,9 @@ class StepPlot(pg.PlotWidget):
 
     def __init__(self) -> None:
         super().__init__()
-        _style(self, "Refinement: PSNR after each step", "step", "PSNR dB")
+        _style(self, "Refined estimate: PSNR after each step", "step", "PSNR dB", legend=False)
         self.curve = self.plot([], [], pen=pg.mkPen(REFINED_COLOUR, width=2), symbol="o", symbolSize=4,
-                               symbolBrush=REFINED_COLOUR, name="refined estimate")
+                               symbolBrush=REFINED_COLOUR)
         self.ae_line = pg.InfiniteLine(angle=0, pen=pg.mkPen(AE_COLOUR, style=Qt.PenStyle.DashLine),
                                        label="autoencoder", labelOpts={"color": AE_COLOUR, "position": 0.8,
                                                                           "anchors": [(1, 0), (1, 0)]})
@@ -47,7 +48,7 @@ class StepPlot(pg.PlotWidget):
     def reset(self, total: int) -> None:
         self._x, self._y = [], []
         self.curve.setData([], [])
-        self.setXRange(1, max(2, total), padding=0.02)
+        self.setXRange(0.5, max(2, total) + 0.5, padding=0)
         major = max(1, int(np.ceil(total / 8)))  # whole steps only, about eight labels
         self.getAxis("bottom").setTickSpacing(major, major)
 
@@ -74,7 +75,7 @@ class RatePlot(pg.PlotWidget):
 
     def __init__(self) -> None:
         super().__init__()
-        _style(self, "Rate: click to pick the bitrate", "bits per pixel", "PSNR dB")
+        _style(self, "Rate: click to pick the bitrate", "bits per pixel", "PSNR dB", legend=True)
         self.ae_curve = self.plot([], [], pen=pg.mkPen(AE_COLOUR, width=2), symbol="o", symbolSize=5,
                                   symbolBrush=AE_COLOUR, name="autoencoder")
         self.classical_curve = self.plot([], [], pen=pg.mkPen(CLASSICAL_COLOUR, width=2), symbol="s",

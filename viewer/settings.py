@@ -44,6 +44,9 @@ class ViewerSettings:
             data = {}
         return ControlValues.from_dict(data if isinstance(data, dict) else {})
 
+    def has_controls(self) -> bool:
+        return self.store.contains("controls")
+
     def set_controls(self, values: ControlValues) -> None:
         self.store.setValue("controls", json.dumps(values.to_dict()))
 
