@@ -19,6 +19,12 @@ def write_tiny_weights(folder: str | Path, seed: int = 0, decoders: bool = True)
     folder = Path(folder)
     torch.manual_seed(seed)
     ae = HyperpriorAutoencoder(TINY_AUTOENCODER)
+    # Untrained latents are tiny (std ≈ 0.06) and would all round to zero; a wide gain spread
+    # makes the file size grow with the rate, as it does for trained weights.
+    with torch.no_grad():
+        spread = torch.linspace(1.0, 5.0, TINY_AUTOENCODER.levels).unsqueeze(1)
+        ae.log_gain.copy_(spread.expand_as(ae.log_gain))
+        ae.log_inv_gain.copy_(-spread.expand_as(ae.log_inv_gain))
     ae.update_tables()
     save_weights(folder / "autoencoder.safetensors", ae, "autoencoder", TINY_AUTOENCODER.to_dict(),
                  {"model_id": f"tiny-test-{seed}", "validation": {"bpp@0": 0.05, "bpp@1": 1.0}})
