@@ -39,7 +39,7 @@ class StatsTable(QTableWidget):
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.horizontalHeader().setMinimumSectionSize(56)
         self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.perceptual_note = "needs the eval extra: pip install '.[eval]'"
+        self.perceptual_note = "metric package missing: reinstall with pip install -e ."
         self.clear_numbers()
         self.fit_height()
 
