@@ -163,3 +163,19 @@ def test_bd_rate_of_a_rate_scaled_curve_is_the_scale():
 def test_bd_rate_rejects_curves_without_overlap():
     with pytest.raises(HfdError, match="do not overlap"):
         metrics.bd_rate([0.1, 0.2], [20, 22], [0.1, 0.2], [30, 32])
+
+
+def test_top_octave_gap_is_zero_for_identical_and_grows_with_blur():
+    from PIL import Image, ImageFilter
+
+    from engine.metrics import radial_power_spectrum, top_octave_log_power_gap
+
+    rng = np.random.default_rng(3)
+    sharp = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    soft = np.asarray(Image.fromarray(sharp).filter(ImageFilter.GaussianBlur(1)))
+    softer = np.asarray(Image.fromarray(sharp).filter(ImageFilter.GaussianBlur(2)))
+    assert top_octave_log_power_gap(sharp, sharp) == 0.0
+    assert 0 < top_octave_log_power_gap(sharp, soft) < top_octave_log_power_gap(sharp, softer)
+    # White noise has a flat spectrum: the top octave holds about the same power as the middle.
+    spectrum = radial_power_spectrum(sharp)
+    assert spectrum[-8:].mean() == pytest.approx(spectrum[20:28].mean(), rel=0.3)
