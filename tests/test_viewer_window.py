@@ -65,6 +65,8 @@ def test_changing_steps_streams_exactly_that_many_steps(window, qtbot):
     steps, _ = steps_of(window, qtbot, lambda: window.controls.steps.setValue(5))
     assert steps == [1, 2, 3, 4, 5]
     assert window.step_plot.points()[0] == [1, 2, 3, 4, 5]
+    perceptual = window.step_plot.perceptual_points()
+    assert [step for step, _ in perceptual] == [1, 2, 3, 4, 5] and all(0 <= v <= 1.5 for _, v in perceptual)
     assert window.status.label.text() == f"done: 5 steps in {window.last_step.elapsed_s:.1f} s"
 
 

@@ -356,7 +356,7 @@ class MainWindow(QMainWindow):
             return
         self.last_step = report
         self.status.stepped(report.index, report.total, report.elapsed_s)
-        self.step_plot.add_point(report.index, report.psnr)
+        self.step_plot.add_point(report.index, report.psnr, report.perceptual)
         self._pending_estimate = report.estimate
         if not self._paint_timer.isActive():
             self._paint_timer.start()

@@ -1,5 +1,6 @@
-"""Live plots: the refined pane's PSNR after each sampler step, and the image's rate curve
-(autoencoder and classical codec across bitrates; a click there picks the bitrate)."""
+"""Live plots: the refined pane's PSNR and perceptual score after each sampler step, and the
+image's rate curve (autoencoder and classical codec across bitrates; a click there picks the
+bitrate)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -9,11 +10,12 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 
-from .jobs import RatePoint
+from .jobs import STEP_PERCEPTUAL_CROP, RatePoint
 
 AE_COLOUR = QColor(90, 160, 255)
 REFINED_COLOUR = QColor(255, 170, 60)
 CLASSICAL_COLOUR = QColor(200, 200, 200)
+PERCEPTUAL_COLOUR = QColor(150, 220, 120)
 
 
 def _style(widget: pg.PlotWidget, title: str, x_label: str, y_label: str, legend: bool) -> None:
@@ -30,11 +32,15 @@ def _style(widget: pg.PlotWidget, title: str, x_label: str, y_label: str, legend
 
 
 class StepPlot(pg.PlotWidget):
-    """PSNR of the refined estimate against the original, one point per finished step."""
+    """The refined estimate after each finished step: PSNR against the original (left axis,
+    solid) and ST-LPIPS of the centre crop (right axis, dashed; lower is better)."""
 
     def __init__(self) -> None:
         super().__init__()
-        _style(self, "Refined estimate: PSNR after each step", "step", "PSNR dB", legend=False)
+        _style(self, "Each step: PSNR ─, ST-LPIPS ┄", "step", "PSNR dB", legend=False)
+        self.setToolTip(f"The refined estimate after each sampler step. Solid: PSNR against the original "
+                        f"(left axis, higher is better). Dashed: ST-LPIPS of the centre "
+                        f"{STEP_PERCEPTUAL_CROP}×{STEP_PERCEPTUAL_CROP} crop (right axis, lower is better).")
         self.curve = self.plot([], [], pen=pg.mkPen(REFINED_COLOUR, width=2), symbol="o", symbolSize=4,
                                symbolBrush=REFINED_COLOUR)
         self.ae_line = pg.InfiniteLine(angle=0, pen=pg.mkPen(AE_COLOUR, style=Qt.PenStyle.DashLine),
@@ -42,20 +48,40 @@ class StepPlot(pg.PlotWidget):
                                                                           "anchors": [(1, 0), (1, 0)]})
         self.ae_line.hide()
         self.addItem(self.ae_line)
+        # A second ViewBox sharing the x axis carries the perceptual score on the right axis.
+        item = self.getPlotItem()
+        self.perceptual_view = pg.ViewBox()
+        item.showAxis("right")
+        item.scene().addItem(self.perceptual_view)
+        item.getAxis("right").linkToView(self.perceptual_view)
+        item.getAxis("right").setLabel("ST-LPIPS ↓")
+        item.getAxis("right").enableAutoSIPrefix(False)
+        self.perceptual_view.setXLink(item)
+        item.vb.sigResized.connect(
+            lambda: self.perceptual_view.setGeometry(item.vb.sceneBoundingRect()))
+        self.perceptual_curve = pg.PlotDataItem([], [], pen=pg.mkPen(PERCEPTUAL_COLOUR, width=2,
+                                                                     style=Qt.PenStyle.DashLine),
+                                                symbol="t", symbolSize=5, symbolBrush=PERCEPTUAL_COLOUR)
+        self.perceptual_view.addItem(self.perceptual_curve)
         self._x: list[int] = []
         self._y: list[float] = []
+        self._perceptual: list[tuple[int, float]] = []
 
     def reset(self, total: int) -> None:
-        self._x, self._y = [], []
+        self._x, self._y, self._perceptual = [], [], []
         self.curve.setData([], [])
+        self.perceptual_curve.setData([], [])
         self.setXRange(0.5, max(2, total) + 0.5, padding=0)
         major = max(1, int(np.ceil(total / 8)))  # whole steps only, about eight labels
         self.getAxis("bottom").setTickSpacing(major, major)
 
-    def add_point(self, step: int, psnr: float) -> None:
+    def add_point(self, step: int, psnr: float, perceptual: Optional[float] = None) -> None:
         self._x.append(step)
         self._y.append(psnr)
         self.curve.setData(self._x, self._y)
+        if perceptual is not None:
+            self._perceptual.append((step, perceptual))
+            self.perceptual_curve.setData(*zip(*self._perceptual))
 
     def set_autoencoder_psnr(self, psnr: Optional[float]) -> None:
         if psnr is None:
@@ -66,6 +92,9 @@ class StepPlot(pg.PlotWidget):
 
     def points(self) -> tuple[list[int], list[float]]:
         return list(self._x), list(self._y)
+
+    def perceptual_points(self) -> list[tuple[int, float]]:
+        return list(self._perceptual)
 
 
 class RatePlot(pg.PlotWidget):

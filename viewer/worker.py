@@ -24,7 +24,7 @@ from engine.api import Encoded
 from engine.errors import Cancelled, HfdError, SettingsError
 from engine.progress import CancelToken, StepInfo
 
-from .jobs import DecodeRequest, OpenedImage, PaneStats, RatePoint, RateRequest, StepReport
+from .jobs import STEP_PERCEPTUAL_CROP, DecodeRequest, OpenedImage, PaneStats, RatePoint, RateRequest, StepReport
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +284,8 @@ class EngineWorker(QObject):
 
     def _report_step(self, rid: int, original: np.ndarray, info: StepInfo) -> None:
         self.step.emit(rid, StepReport(info.index, info.total, info.elapsed_s, info.estimate,
-                                       metrics.psnr(info.estimate, original)))
+                                       metrics.psnr(info.estimate, original),
+                                       self._perceptual(*centre_crops(info.estimate, original))))
 
     # ---- numbers -------------------------------------------------------------------------
     @staticmethod
@@ -313,6 +314,14 @@ class EngineWorker(QObject):
         except HfdError as exc:
             self._perceptual_error = str(exc)
             return None
+
+
+def centre_crops(a: np.ndarray, b: np.ndarray, size: int = STEP_PERCEPTUAL_CROP) -> tuple[np.ndarray, np.ndarray]:
+    """The same centre window (at most size×size) of two images, as contiguous arrays."""
+    h, w = a.shape[:2]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    window = (slice(top, top + size), slice(left, left + size))
+    return np.ascontiguousarray(a[window]), np.ascontiguousarray(b[window])
 
 
 # Python hands the GIL between threads every 5 ms by default; with the engine's Python code
