@@ -4,7 +4,12 @@
 
 The little noise σ lets the one-to-many map produce varied detail. Images enter and
 leave in [0, 1]; the paths run in [-1, 1]. At any point the predicted endpoint is
-z_t + (1 − t) v, which is what the sampler reports each step."""
+z_t + (1 − t) v, which is what the sampler reports each step.
+
+As in diffusion.py, the network predicts the correction to a prior velocity: the exact
+E[x_1 − x_0 | z_t] if x were Gaussian around x_ae with std ``residual_sigma`` (linear in
+z_t − x_ae, finite for all t). With it an untrained network's one Euler step lands on
+x_ae, and training learns only the detail."""
 from __future__ import annotations
 
 from typing import Callable, Literal, Optional
@@ -12,6 +17,7 @@ from typing import Callable, Literal, Optional
 import torch
 
 from .errors import SettingsError
+from .diffusion import DEFAULT_RESIDUAL_SIGMA
 from .progress import CancelToken, check_cancel
 from .schedules import sample_times
 from .unet import NetworkFn
@@ -23,8 +29,19 @@ DEFAULT_FLOW_SIGMA = 0.25
 Solver = Literal["euler", "heun"]
 
 
+def prior_velocity(z: torch.Tensor, cond: torch.Tensor, t: torch.Tensor | float, sigma: float,
+                   residual_sigma: float) -> torch.Tensor:
+    """E[x_1 − x_0 | z_t] for x_0 ~ N(cond, σ²), x_1 ~ N(cond, s²) independent:
+    Cov(x_1 − x_0, z_t) / Var(z_t) · (z_t − cond) = (t s² − (1−t) σ²) / ((1−t)² σ² + t² s²) · (z_t − cond)."""
+    if residual_sigma == 0:
+        return torch.zeros_like(z)
+    s2, o2 = residual_sigma ** 2, sigma ** 2
+    return (t * s2 - (1 - t) * o2) / ((1 - t) ** 2 * o2 + t ** 2 * s2) * (z - cond)
+
+
 def flow_loss(net: NetworkFn, x: torch.Tensor, x_ae: torch.Tensor, sigma: float = DEFAULT_FLOW_SIGMA,
-              generator: Optional[torch.Generator] = None) -> torch.Tensor:
+              generator: Optional[torch.Generator] = None,
+              residual_sigma: float = DEFAULT_RESIDUAL_SIGMA) -> torch.Tensor:
     """Mean squared error on the velocity x_1 − x_0 for a batch of (original, autoencoder) pairs in [0, 1].
 
     t ~ U(0, 1), stratified over the batch. Uniform rather than logit-normal because the
@@ -36,7 +53,8 @@ def flow_loss(net: NetworkFn, x: torch.Tensor, x_ae: torch.Tensor, sigma: float 
     x0 = cond + sigma * torch.randn(x.shape, generator=generator, device=gen_device).to(device)
     x1 = 2 * x - 1
     z = (1 - t) * x0 + t * x1
-    return torch.mean((net(z, cond, t.flatten()).float() - (x1 - x0)) ** 2)
+    v = prior_velocity(z, cond, t, sigma, residual_sigma) + net(z, cond, t.flatten()).float()
+    return torch.mean((v - (x1 - x0)) ** 2)
 
 
 @torch.no_grad()
@@ -44,10 +62,13 @@ def sample_flow(velocity: NetworkFn, x_ae: torch.Tensor, steps: int, sigma: floa
                 noise_scale: float = 1.0, solver: Solver = "euler",
                 generator: Optional[torch.Generator] = None,
                 on_step: Optional[Callable[[int, int, torch.Tensor], None]] = None,
-                cancel: Optional[CancelToken] = None) -> torch.Tensor:
+                cancel: Optional[CancelToken] = None,
+                residual_sigma: float = DEFAULT_RESIDUAL_SIGMA) -> torch.Tensor:
     """Integrate the flow from x_ae + σ·noise_scale·ε at t=0 to t=1; returns N×3×H×W in [0, 1].
 
-    ``velocity(z, cond, t)`` sees z and the condition in [-1, 1]. Euler costs one network
+    ``velocity(z, cond, t)`` predicts the velocity minus the prior (see prior_velocity) and
+    sees z and the condition in [-1, 1]; ``sigma`` and ``residual_sigma`` must be what it
+    was trained with (``noise_scale`` only scales the start noise). Euler costs one network
     call per step, Heun two (its corrector evaluates the end of each step, t = 1
     included). Noise is drawn from ``generator`` on its own device, so a CPU generator
     gives the same result on any device."""
@@ -60,13 +81,17 @@ def sample_flow(velocity: NetworkFn, x_ae: torch.Tensor, steps: int, sigma: floa
     eps = torch.randn(x_ae.shape, generator=generator, device=gen_device).to(device)
     z = cond + sigma * noise_scale * eps
     times = torch.linspace(0.0, 1.0, steps + 1).tolist()
+
+    def field(z: torch.Tensor, t: float) -> torch.Tensor:
+        level = torch.full((n,), t, device=device)
+        return prior_velocity(z, cond, t, sigma, residual_sigma) + velocity(z, cond, level).float()
+
     for i in range(steps):
         check_cancel(cancel)
         t, h = times[i], times[i + 1] - times[i]
-        v = velocity(z, cond, torch.full((n,), t, device=device)).float()
+        v = field(z, t)
         if solver == "heun":
-            v_end = velocity(z + h * v, cond, torch.full((n,), times[i + 1], device=device)).float()
-            v = (v + v_end) / 2
+            v = (v + field(z + h * v, times[i + 1])) / 2
         estimate = z + (1 - t) * v  # equals the new z on the last step
         z = z + h * v
         if on_step is not None:

@@ -17,7 +17,7 @@ from typing import Any, Literal, Optional
 import numpy as np
 import torch
 
-from .diffusion import sample_diffusion
+from .diffusion import DEFAULT_RESIDUAL_SIGMA, sample_diffusion
 from .errors import ImageError, SettingsError, WeightsError
 from .flow import DEFAULT_FLOW_SIGMA, Solver, sample_flow
 from .progress import CancelToken, StepCallback, StepInfo
@@ -30,7 +30,8 @@ DecoderKind = Literal["diffusion", "flow"]
 KINDS: tuple[str, ...] = ("diffusion", "flow")
 MAX_STEPS = 1000
 # Tiles of 768² (overlap 96): a 768×512 photo runs whole, larger ones cost ~1.3× the
-# untiled work (512² tiles: ~1.3× already at 768×512), memory stays bounded.
+# untiled work (512² tiles: 1.4× already at 768×512), memory stays bounded (a
+# 4000×3000 decode on the CPU peaks ~1.5 GiB above the process's baseline).
 DEFAULT_TILE = 768
 TILE_BATCH = {"cpu": 1, "cuda": 8}  # tiles per network call; the CPU gains nothing from batching
 
@@ -43,10 +44,14 @@ class TrainedFacts:
     flow_sigma: float = DEFAULT_FLOW_SIGMA  # flow: start-noise σ in the [-1, 1] domain
     train_steps: int = 0  # optimiser steps the weights have seen
     crop: int = 256  # training crop size in pixels
+    # std of the Gaussian prior around x_ae whose v / velocity the network corrects
+    # (diffusion.prior_v, flow.prior_velocity); 0 = the network predicts everything
+    residual_sigma: float = DEFAULT_RESIDUAL_SIGMA
 
     def to_dict(self) -> dict[str, Any]:
         return {"shift_range": [self.shift_range.low, self.shift_range.high],
-                "flow_sigma": self.flow_sigma, "train_steps": self.train_steps, "crop": self.crop}
+                "flow_sigma": self.flow_sigma, "train_steps": self.train_steps, "crop": self.crop,
+                "residual_sigma": self.residual_sigma}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainedFacts":
@@ -54,15 +59,17 @@ class TrainedFacts:
             low, high = data.get("shift_range", (0.0, 3.0))
             return cls(ShiftRange(float(low), float(high)),
                        float(data.get("flow_sigma", DEFAULT_FLOW_SIGMA)),
-                       int(data.get("train_steps", 0)), int(data.get("crop", 256)))
+                       int(data.get("train_steps", 0)), int(data.get("crop", 256)),
+                       # files from before the prior existed were trained without it
+                       float(data.get("residual_sigma", 0.0)))
         except (TypeError, ValueError, SettingsError) as exc:
             raise WeightsError(f"unreadable decoder facts {data}: {exc}") from exc
 
 
 def cpu_supports_bf16() -> bool:
     """Whether oneDNN has bf16 kernels here (AVX-512 or newer). On this project's CPU
-    bf16 autocast + channels_last runs the UNet ~3× faster than plain fp32 (0.24 s vs
-    0.76 s per 768×512 step on one thread; benchmarks/bench_decoder_step.py)."""
+    bf16 autocast + channels_last runs the UNet ~2.8× faster than plain fp32 (0.12 s vs
+    0.33 s per 768×512 step on two threads; benchmarks/bench_decoder_step.py)."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -167,7 +174,9 @@ class ScoreDecoder:
 
         with torch.inference_mode():
             if self.kind == "diffusion":
-                x = sample_diffusion(fn, cond, steps, shift, noise, generator, report, cancel)
+                x = sample_diffusion(fn, cond, steps, shift, noise, generator, report, cancel,
+                                     self.facts.residual_sigma)
             else:
-                x = sample_flow(fn, cond, steps, self.facts.flow_sigma, noise, solver, generator, report, cancel)
+                x = sample_flow(fn, cond, steps, self.facts.flow_sigma, noise, solver, generator, report, cancel,
+                                self.facts.residual_sigma)
             return blend(x).to(x_ae.device)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from engine.diffusion import diffusion_loss, sample_diffusion
+from engine.diffusion import DEFAULT_RESIDUAL_SIGMA, diffusion_loss, prior_v, sample_diffusion
 from engine.errors import Cancelled
 from engine.progress import CancelToken
 from engine.schedules import ShiftRange, alpha_sigma
@@ -15,21 +15,38 @@ def target_and_condition(seed=0):
     return x, (x + 0.1 * torch.randn(SHAPE, generator=g, dtype=torch.float64)).clamp(0, 1)
 
 
-def oracle_for(x01):
-    """The exact v for data that is always ``x01``: from z = αx + σε, v = αε − σx = (αz − x)/σ."""
+def oracle_for(x01, residual_sigma=DEFAULT_RESIDUAL_SIGMA):
+    """The exact v for data that is always ``x01`` (from z = αx + σε, v = αε − σx = (αz − x)/σ),
+    less the prior v that the sampler adds, as a trained network would predict it."""
     x = 2 * x01 - 1
 
     def denoise(z, cond, lam):
         alpha, sigma = (a[:, None, None, None].to(z.dtype) for a in alpha_sigma(lam.double()))
-        return (alpha * z - x) / sigma
+        return (alpha * z - x) / sigma - prior_v(z, cond, alpha, sigma, residual_sigma)
     return denoise
 
 
+@pytest.mark.parametrize("residual_sigma", [0.0, 0.1])
 @pytest.mark.parametrize("steps,shift,noise", [(1, 0.0, 0.0), (3, 1.0, 0.0), (50, 3.0, 0.0), (20, 1.0, 1.0)])
-def test_oracle_denoiser_recovers_the_target(steps, shift, noise):
+def test_oracle_denoiser_recovers_the_target(steps, shift, noise, residual_sigma):
     x, x_ae = target_and_condition()
-    out = sample_diffusion(oracle_for(x), x_ae, steps, shift, noise, torch.Generator().manual_seed(0))
-    assert torch.allclose(out, x, atol=1e-12)
+    out = sample_diffusion(oracle_for(x, residual_sigma), x_ae, steps, shift, noise,
+                           torch.Generator().manual_seed(0), residual_sigma=residual_sigma)
+    assert torch.allclose(out, x, atol=1e-9)
+
+
+def test_prior_v_is_the_gaussian_posterior_and_stays_finite():
+    g = torch.Generator().manual_seed(0)
+    z, cond = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64).unbind(0)
+    s = 0.1
+    for lam in [-20.0, -3.0, 0.0, 4.0, 25.0]:
+        alpha, sigma = alpha_sigma(torch.tensor(lam, dtype=torch.float64))
+        posterior_mean = cond + alpha * s ** 2 / (alpha ** 2 * s ** 2 + sigma ** 2) * (z - alpha * cond)
+        v = prior_v(z, cond, alpha, sigma, s)
+        # |v| = σ |α(1 − s²) z − cond| / (α² s² + σ²) ≤ (|z| + |cond|) · √(1 + 4s²) / (2s) at every λ
+        assert torch.all(v.abs() <= (z.abs() + cond.abs()) * (1 + 4 * s ** 2) ** 0.5 / (2 * s) + 1e-12)
+        assert torch.allclose(alpha * z - sigma * v, posterior_mean)
+    assert torch.equal(prior_v(z, cond, 0.5, 0.8, 0.0), torch.zeros_like(z))
 
 
 @pytest.mark.parametrize("noise", [0.0, 0.5, 1.0])
@@ -45,7 +62,8 @@ def test_sampler_reproduces_a_gaussian_data_distribution(noise):
         return (alpha * z - x_hat) / sigma
 
     x_ae = torch.full((1, 3, 64, 64), (mu + 1) / 2, dtype=torch.float64)
-    out = 2 * sample_diffusion(denoise, x_ae, 400, 1.0, noise, torch.Generator().manual_seed(1)) - 1
+    out = 2 * sample_diffusion(denoise, x_ae, 400, 1.0, noise, torch.Generator().manual_seed(1),
+                               residual_sigma=0.0) - 1
     assert out.mean().item() == pytest.approx(mu, abs=0.01)
     assert out.std().item() == pytest.approx(s, rel=0.025)
 
@@ -86,16 +104,26 @@ def test_cancel_from_the_callback_stops_before_the_next_step():
     assert calls == [1, 2]
 
 
-def test_loss_is_zero_for_the_oracle_and_trains_a_plain_loop():
+def test_untrained_network_samples_the_gaussian_prior_around_x_ae():
+    # A network that predicts 0 (as an untrained one does) leaves the prior: x ~ N(x_ae, s²).
+    x_ae = torch.full((1, 3, 64, 64), 0.4, dtype=torch.float64)
+    out = sample_diffusion(lambda z, c, lam: torch.zeros_like(z), x_ae, 200, 1.0, 0.0,
+                           torch.Generator().manual_seed(0), residual_sigma=0.1)
+    assert (2 * out).mean().item() == pytest.approx(0.8, abs=0.01)
+    assert (2 * out).std().item() == pytest.approx(0.1, rel=0.05)
+
+
+@pytest.mark.parametrize("residual_sigma", [0.0, 0.1])
+def test_loss_is_zero_for_the_oracle_and_trains_a_plain_loop(residual_sigma):
     x, x_ae = (a.float() for a in target_and_condition())
     x, x_ae = x.repeat(4, 1, 1, 1), x_ae.repeat(4, 1, 1, 1)
-    oracle = oracle_for(x.double())
-    exact = diffusion_loss(lambda z, c, lam: oracle(z.double(), c, lam).float(), x, x_ae,
-                           ShiftRange(0.0, 3.0), torch.Generator().manual_seed(0))
+    oracle = oracle_for(x.double(), residual_sigma)
+    exact = diffusion_loss(lambda z, c, lam: oracle(z.double(), c.double(), lam).float(), x, x_ae,
+                           ShiftRange(0.0, 3.0), torch.Generator().manual_seed(0), residual_sigma)
     assert exact.item() < 1e-8
 
     weight = torch.zeros(1, requires_grad=True)
-    loss = diffusion_loss(lambda z, c, lam: weight * z, x, x_ae, ShiftRange(0.0, 3.0))
+    loss = diffusion_loss(lambda z, c, lam: weight * z, x, x_ae, ShiftRange(0.0, 3.0), residual_sigma=residual_sigma)
     assert loss.ndim == 0 and loss.item() > 0.05
     loss.backward()
     assert weight.grad is not None and weight.grad.abs().item() > 0

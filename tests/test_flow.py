@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from engine.errors import Cancelled, SettingsError
-from engine.flow import flow_loss, sample_flow
+from engine.diffusion import DEFAULT_RESIDUAL_SIGMA
+from engine.flow import flow_loss, prior_velocity, sample_flow
 from engine.progress import CancelToken
 
 SHAPE = (1, 3, 8, 12)
@@ -14,23 +15,26 @@ def target_and_condition(seed=0):
     return x, (x + 0.1 * torch.randn(SHAPE, generator=g, dtype=torch.float64)).clamp(0, 1)
 
 
-def straight_line_oracle(x01):
-    """The true velocity of a straight path to ``x01``: x_1 − x_0, constant along the path.
-    It remembers x_0 from its call at t = 0 (the velocity (x − z)/(1 − t) is 0/0 at t = 1)."""
+def straight_line_oracle(x01, residual_sigma=DEFAULT_RESIDUAL_SIGMA, sigma=0.25):
+    """The true velocity of a straight path to ``x01``, x_1 − x_0, constant along the path,
+    less the prior velocity the sampler adds. It remembers x_0 from its call at t = 0 (the
+    velocity (x − z)/(1 − t) is 0/0 at t = 1)."""
     x1, start = 2 * x01 - 1, {}
 
     def velocity(z, cond, t):
         if t[0].item() == 0.0:
             start["x0"] = z.clone()
-        return x1 - start["x0"]
+        return x1 - start["x0"] - prior_velocity(z, cond, t[0].item(), sigma, residual_sigma)
     return velocity
 
 
+@pytest.mark.parametrize("residual_sigma", [0.0, 0.1])
 @pytest.mark.parametrize("solver", ["euler", "heun"])
 @pytest.mark.parametrize("steps", [1, 2, 7])
-def test_oracle_velocity_reaches_the_target(solver, steps):
+def test_oracle_velocity_reaches_the_target(solver, steps, residual_sigma):
     x, x_ae = target_and_condition()
-    out = sample_flow(straight_line_oracle(x), x_ae, steps, 0.25, 1.0, solver, torch.Generator().manual_seed(0))
+    out = sample_flow(straight_line_oracle(x, residual_sigma), x_ae, steps, 0.25, 1.0, solver,
+                      torch.Generator().manual_seed(0), residual_sigma=residual_sigma)
     assert torch.allclose(out, x, atol=1e-12)
 
 
@@ -46,9 +50,21 @@ def test_flow_transports_one_gaussian_onto_another(solver, steps):
         return (mu - m) + (t * s ** 2 - (1 - t) * sigma0 ** 2) / var_t * (z - mean_t)
 
     x_ae = torch.full((1, 3, 64, 64), (m + 1) / 2, dtype=torch.float64)
-    out = 2 * sample_flow(velocity, x_ae, steps, sigma0, 1.0, solver, torch.Generator().manual_seed(1)) - 1
+    out = 2 * sample_flow(velocity, x_ae, steps, sigma0, 1.0, solver, torch.Generator().manual_seed(1),
+                          residual_sigma=0.0) - 1
     assert out.mean().item() == pytest.approx(mu, abs=0.01)
     assert out.std().item() == pytest.approx(s, rel=0.02)
+
+
+def test_untrained_network_steps_onto_x_ae_then_samples_the_prior():
+    zero = lambda z, c, t: torch.zeros_like(z)
+    x_ae = torch.full((1, 3, 64, 64), 0.4, dtype=torch.float64)
+    one_step = sample_flow(zero, x_ae, 1, 0.25, 1.0, "euler", torch.Generator().manual_seed(0), residual_sigma=0.1)
+    assert torch.allclose(one_step, x_ae)  # the prior's velocity at t = 0 points from x_0 to x_ae
+    many = 2 * sample_flow(zero, x_ae, 200, 0.25, 1.0, "euler", torch.Generator().manual_seed(0),
+                           residual_sigma=0.1) - 1
+    assert many.mean().item() == pytest.approx(-0.2, abs=0.01)
+    assert many.std().item() == pytest.approx(0.1, rel=0.05)
 
 
 def test_noise_scale_zero_starts_from_the_condition_and_ignores_the_seed():
@@ -59,7 +75,7 @@ def test_noise_scale_zero_starts_from_the_condition_and_ignores_the_seed():
         starts.append(z.clone())
         return torch.zeros_like(z)
     for seed in (0, 1):
-        out = sample_flow(record, x_ae, 1, 0.25, 0.0, "euler", torch.Generator().manual_seed(seed))
+        out = sample_flow(record, x_ae, 1, 0.25, 0.0, "euler", torch.Generator().manual_seed(seed), residual_sigma=0.0)
         assert torch.allclose(out, x_ae)
     assert torch.allclose(starts[0], 2 * x_ae - 1)
 
@@ -104,16 +120,20 @@ def test_unknown_solver_is_a_settings_error():
         sample_flow(lambda z, c, t: z, x_ae, 2, solver="rk4")
 
 
-def test_loss_is_zero_for_the_true_velocity_and_trains_a_plain_loop():
+@pytest.mark.parametrize("residual_sigma", [0.0, 0.1])
+def test_loss_is_zero_for_the_true_velocity_and_trains_a_plain_loop(residual_sigma):
     x, x_ae = (a.float().repeat(4, 1, 1, 1) for a in target_and_condition())
     x1 = 2 * x - 1
 
     def true_velocity(z, cond, t):  # from z_t = (1 − t) x_0 + t x_1: x_1 − x_0 = (x_1 − z_t) / (1 − t)
-        return (x1.double() - z.double()) / (1 - t.double())[:, None, None, None]
-    assert flow_loss(true_velocity, x, x_ae, 0.25, torch.Generator().manual_seed(0)).item() < 1e-8
+        t = t.double()[:, None, None, None]
+        z, cond = z.double(), cond.double()
+        return (x1.double() - z) / (1 - t) - prior_velocity(z, cond, t, 0.25, residual_sigma)
+    exact = flow_loss(true_velocity, x, x_ae, 0.25, torch.Generator().manual_seed(0), residual_sigma)
+    assert exact.item() < 1e-8
 
     weight = torch.zeros(1, requires_grad=True)
-    loss = flow_loss(lambda z, c, t: weight * z, x, x_ae, 0.25)
+    loss = flow_loss(lambda z, c, t: weight * z, x, x_ae, 0.25, residual_sigma=residual_sigma)
     assert loss.ndim == 0 and loss.item() > 0.01
     loss.backward()
     assert weight.grad is not None and weight.grad.abs().item() > 0

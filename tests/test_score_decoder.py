@@ -100,6 +100,15 @@ def test_save_and_load_round_trip(tmp_path):
     assert torch.allclose(out, dec.refine(image, steps=3, seed=4), atol=0.02)  # weights stored in bf16
 
 
+def test_facts_round_trip_and_older_files_mean_no_prior():
+    facts = TrainedFacts(ShiftRange(0.5, 2.5), 0.2, 10, 128, residual_sigma=0.07)
+    assert TrainedFacts.from_dict(facts.to_dict()) == facts
+    older = {k: v for k, v in facts.to_dict().items() if k != "residual_sigma"}
+    assert TrainedFacts.from_dict(older).residual_sigma == 0.0
+    with pytest.raises(WeightsError, match="unreadable decoder facts"):
+        TrainedFacts.from_dict({"shift_range": [3, 1]})
+
+
 def test_loading_other_weights_is_a_weights_error(tmp_path):
     save_weights(tmp_path / "ae.safetensors", torch.nn.Linear(2, 2), "autoencoder", {})
     with pytest.raises(WeightsError, match="holds a 'autoencoder' model, not a score-based decoder"):
