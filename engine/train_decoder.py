@@ -2,6 +2,7 @@
 the fly by the frozen autoencoder at rates r ~ U(0, 1), so one decoder serves every bitrate."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -39,9 +40,9 @@ def decoder_loss(kind: DecoderKind, ae: HyperpriorAutoencoder, facts: TrainedFac
     def loss_fn(net: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, float]]:
         x_ae = make_pairs(ae, x, generator)
         if kind == "diffusion":
-            loss = diffusion_loss(net, x, x_ae, facts.shift_range, generator)
+            loss = diffusion_loss(net, x, x_ae, facts.shift_range, generator, facts.residual_sigma)
         else:
-            loss = flow_loss(net, x, x_ae, facts.flow_sigma, generator)
+            loss = flow_loss(net, x, x_ae, facts.flow_sigma, generator, facts.residual_sigma)
         return loss, {}
 
     return loss_fn
@@ -66,7 +67,7 @@ def train_decoder(kind: DecoderKind, autoencoder_path: str | Path, data: PhotoSe
 
     def on_checkpoint(ema: nn.Module, step: int) -> dict[str, float]:
         device = next(ema.parameters()).device
-        stamped = TrainedFacts(facts.shift_range, facts.flow_sigma, prior_steps + step, config.crop)
+        stamped = replace(facts, train_steps=prior_steps + step, crop=config.crop)
         ScoreDecoder(ema, kind, stamped).save(export_path)
         if not val_batches:
             return {}

@@ -76,4 +76,6 @@ def test_init_continues_from_shipped_weights(tmp_path):
                          _config(tmp_path / "flow", 1), init=weights / "flow.safetensors")
     assert ScoreDecoder.load(flow).net.config == TINY_UNET
     assert ScoreDecoder.load(flow).facts.train_steps == 1  # tiny weights had 0 steps; one more here
+    # The parameterisation travels with the weights: continuing keeps the init file's prior.
+    assert ScoreDecoder.load(flow).facts.residual_sigma == ScoreDecoder.load(weights / "flow.safetensors").facts.residual_sigma
     assert read_metadata(path)[2]["steps"] == 1
