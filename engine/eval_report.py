@@ -109,7 +109,8 @@ def write_report(summary: dict, out: Path, plots: bool = True) -> Path:
     if summary.get("bd_rate"):
         baselines = list(summary["bd_rate"]["psnr"])
         lines += ["## BD-rate of the autoencoder against each classical codec", "",
-                  "Negative: the autoencoder needs that many % fewer bits for the same quality.", "",
+                  "Negative: the autoencoder needs that many % fewer bits for the same quality. Computed per "
+                  "image over the bitrates it reached, then averaged over the images.", "",
                   "| quality metric | " + " | ".join(baselines) + " |", "|" + "---|" * (len(baselines) + 1)]
         for metric, label in (("psnr", "PSNR"), ("ms_ssim_db", "MS-SSIM (dB)")):
             values = summary["bd_rate"][metric]

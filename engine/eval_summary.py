@@ -49,24 +49,38 @@ def ms_ssim_db(value: Optional[float]) -> Optional[float]:
     return float(-10 * math.log10(1 - value))
 
 
-def bd_rates(points: list[dict], reference: str, others: list[str]) -> dict[str, dict[str, Optional[float]]]:
+def bd_rates(rows: list[dict[str, str]], reference: str,
+             others: list[str]) -> dict[str, dict[str, Optional[float]]]:
     """BD-rate (%) of ``reference`` (the autoencoder) against each method in ``others`` for PSNR and
-    MS-SSIM (dB); negative = the autoencoder needs fewer bits for the same quality."""
-    def curve(method: str, metric: str) -> tuple[list[float], list[float]]:
-        pairs = sorted((p["bpp"], p[metric]) for p in points
-                       if p["method"] == method and p["bpp"] is not None and p[metric] is not None)
+    MS-SSIM (dB), per image and then averaged over the images; negative = the autoencoder needs
+    fewer bits for the same quality.
+
+    Per image, because not every image reaches every target bitrate (a model's lowest rate
+    is above 0.1 bpp on a detailed photo): a mean over the few images that reach an extreme
+    target is a point of another curve, and a BD integral over such a mixture is meaningless."""
+    def curve(method: str, image: str, metric: str) -> tuple[list[float], list[float]]:
+        pairs = []
+        for row in rows:
+            if row["method"] == method and row["image"] == image and not row["note"]:
+                quality = float(row["psnr"]) if metric == "psnr" else ms_ssim_db(float(row["ms_ssim"]))
+                if quality is not None and math.isfinite(quality):
+                    pairs.append((float(row["bpp"]), quality))
+        pairs.sort()
         return [b for b, _ in pairs], [q for _, q in pairs]
 
+    images = sorted({row["image"] for row in rows})
     table: dict[str, dict[str, Optional[float]]] = {}
     for metric in ("psnr", "ms_ssim_db"):
         table[metric] = {}
-        ours = curve(reference, metric)
         for other in others:
-            theirs = curve(other, metric)
-            try:
-                table[metric][other] = metrics.bd_rate(theirs[0], theirs[1], ours[0], ours[1])
-            except HfdError:  # too few points or no overlap in quality
-                table[metric][other] = None
+            per_image = []
+            for image in images:
+                ours, theirs = curve(reference, image, metric), curve(other, image, metric)
+                try:
+                    per_image.append(metrics.bd_rate(theirs[0], theirs[1], ours[0], ours[1]))
+                except HfdError:  # too few points or no overlap in quality
+                    continue
+            table[metric][other] = float(np.mean(per_image)) if per_image else None
     return table
 
 
@@ -96,7 +110,8 @@ def summarize(evaluation: "Evaluation", sweep_rows: Optional[list[dict[str, str]
         "methods": [{"name": m.name, "kind": "learned" if m.is_learned else "classical",
                      "settings": _settings_dict(m.settings)} for m in evaluation.learned + evaluation.classical],
         "points": points,
-        "bd_rate": bd_rates(points, "ae", [m.name for m in evaluation.classical])
+        "bd_rate": bd_rates([r for r in evaluation.rows.rows if r["image"] in evaluation.names], "ae",
+                           [m.name for m in evaluation.classical])
         if any(m.name == "ae" for m in evaluation.learned) else {},
     }
     if sweep_rows is not None:

@@ -198,10 +198,17 @@ def test_cli_eval_with_tiny_weights(images, tmp_path, capsys):
 
 
 def test_bd_rates_compare_the_autoencoder_against_each_baseline():
-    def points(method, scale):
-        return [{"method": method, "bpp": scale * b, "psnr": q, "ms_ssim_db": q / 2}
-                for b, q in [(0.1, 27.0), (0.2, 29.5), (0.4, 32.0), (0.8, 34.0)]]
+    def rows(method, scale, image="a", offset=0.0, skip_lowest=False):
+        curve = [(0.1, 27.0), (0.2, 29.5), (0.4, 32.0), (0.8, 34.0)]
+        return [{"image": image, "method": method, "bpp": str(scale * b), "psnr": str(q + offset),
+                 "ms_ssim": str(1 - 10 ** (-(q + offset) / 20)), "note": "below the lowest rate" if skip_lowest and b == 0.1 else ""}
+                for b, q in curve]
 
-    table = eval_summary.bd_rates(points("ae", 0.5) + points("jpeg", 1.0) + points("webp", 0.25), "ae", ["jpeg", "webp"])
+    table = eval_summary.bd_rates(rows("ae", 0.5) + rows("jpeg", 1.0) + rows("webp", 0.25), "ae", ["jpeg", "webp"])
     assert table["psnr"]["jpeg"] == pytest.approx(-50.0) and table["ms_ssim_db"]["webp"] == pytest.approx(100.0)
+    # Per image, then averaged: a second image with another quality level and a skipped lowest
+    # point (a quadratic fit instead of a cubic: 0.1 % off) changes nothing when its rate ratio is the same.
+    both = (rows("ae", 0.5) + rows("ae", 0.5, "b", 5.0, skip_lowest=True)
+            + rows("jpeg", 1.0) + rows("jpeg", 1.0, "b", 5.0))
+    assert eval_summary.bd_rates(both, "ae", ["jpeg"])["psnr"]["jpeg"] == pytest.approx(-50.0, abs=0.1)
     assert eval_summary.ms_ssim_db(0.99) == pytest.approx(20.0) and eval_summary.ms_ssim_db(1.0) is None
