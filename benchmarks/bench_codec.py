@@ -83,7 +83,7 @@ def bench(engine: Engine, width: int, height: int, fast: bool, repeats: int) -> 
         with engine._autocast():
             row["synthesis_s"] = best_time(lambda: ae.synthesize(y_hat), repeats, device)
     row["bpp"] = sum(map(len, latents.segments)) * 8 / (width * height)
-    decoder = next(iter(engine.decoders.values()), None)
+    decoder = engine.decoder(engine.decoder_kinds[0]) if engine.decoder_kinds else None
     if decoder is not None:
         step = network_call(decoder.net.to(device), device, fast)
         z = torch.randn(1, 3, height - height % 16, width - width % 16, device=device)

@@ -22,7 +22,7 @@ def main() -> None:
     args = parser.parse_args()
     engine = Engine()
     defaults = engine.info.defaults
-    decoders = [d for d in ("flow", "diffusion") if d in engine.decoders]
+    decoders = [d for d in ("flow", "diffusion") if d in engine.decoder_kinds]
     print("| image | rate | bpp | gap AE | " + " | ".join(f"gap {d}" for d in decoders)
           + " | PSNR AE | " + " | ".join(f"PSNR {d}" for d in decoders) + " |")
     print("|" + "---|" * (3 + 2 * (1 + len(decoders))))

@@ -3,7 +3,7 @@ import pytest
 
 from engine import bitstream
 from engine.api import DecodeSettings, Engine
-from engine.errors import Cancelled, ModelMismatchError, SettingsError
+from engine.errors import Cancelled, ModelMismatchError, SettingsError, WeightsError
 from engine.errors import ImageError
 from engine.images import Colour
 from engine.progress import CancelToken
@@ -78,6 +78,21 @@ def test_info_lists_decoders_and_defaults(engine):
     assert set(info.decoders) == {"ae", "diffusion", "flow"}
     assert info.defaults["flow"].decoder == "flow"
     assert info.shift_range[0] <= info.defaults["diffusion"].shift <= info.shift_range[1]
+
+
+def test_decoders_load_once_on_first_use(tmp_path, photo):
+    weights = write_tiny_weights(tmp_path)
+    engine = Engine(weights, device="cpu")
+    # A damaged decoder file does not stop compression or autoencoder-only decoding...
+    (weights / "flow.safetensors").write_bytes((weights / "flow.safetensors").read_bytes()[:2000])
+    x_ae = engine.decode_ae(engine.encode(photo, rate=0.5).data)
+    assert engine.decoder_kinds == ("diffusion", "flow")
+    # ...it is reported when that decoder is first used; a loaded decoder is kept.
+    with pytest.raises(WeightsError):
+        engine.refine(x_ae, DecodeSettings("flow", steps=1))
+    assert engine.decoder("diffusion") is engine.decoder("diffusion")
+    with pytest.raises(SettingsError, match="no weights for the 'gan' decoder"):
+        engine.decoder("gan")
 
 
 def test_refine_streams_steps_and_cancels(engine, photo):
