@@ -79,3 +79,30 @@ def test_init_continues_from_shipped_weights(tmp_path):
     # The parameterisation travels with the weights: continuing keeps the init file's prior.
     assert ScoreDecoder.load(flow).facts.residual_sigma == ScoreDecoder.load(weights / "flow.safetensors").facts.residual_sigma
     assert read_metadata(path)[2]["steps"] == 1
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run_under_torchrun_trains_and_exports(tmp_path):
+    """The README's multi-GPU recipe, on the CPU: torchrun with two gloo ranks."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (160, 192, 3), dtype=np.uint8)).save(photos / f"p{i}.png")
+    weights = write_tiny_weights(tmp_path / "w")
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "engine.cli", "train", "flow", "--data", str(photos), "--autoencoder",
+         str(weights / "autoencoder.safetensors"), "--base", "8", "--steps", "2", "--batch", "1",
+         "--crop", "64", "--checkpoint-every", "2", "--device", "cpu", "--no-bf16", "--threads", "1",
+         "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("weights:") == 2  # both ranks ran to the end
+    assert ScoreDecoder.load(out / "flow.safetensors").facts.train_steps == 2
+    assert [json.loads(line)["step"] for line in (out / "train.log").read_text().splitlines()] == [2]
