@@ -6,6 +6,7 @@ integer probability tables for the real coder. Tables are buffers built once by
 ``update_tables()`` and stored with the weights, so encoder and decoder share them."""
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -68,9 +69,12 @@ class FactorizedPrior(nn.Module):
 
     @torch.no_grad()
     def update_tables(self) -> None:
+        """Built on the CPU in float64 whatever device the model is on, so a file encoded
+        where the model runs on a GPU decodes bit-exactly on a CPU-only machine."""
         c = self.table.shape[0]
-        grid = torch.arange(-self.radius, self.radius + 1, dtype=torch.float32)
-        pmf = self._interval_mass(grid.expand(c, 1, -1)).squeeze(1)
+        grid = torch.arange(-self.radius, self.radius + 1, dtype=torch.float64)
+        exact = copy.deepcopy(self).cpu().double()
+        pmf = exact._interval_mass(grid.expand(c, 1, -1)).squeeze(1)
         tail = (1 - pmf.sum(-1)).clamp_min(1e-9)
         self.table.copy_(_to_counts(pmf, tail))
 
@@ -105,13 +109,13 @@ class GaussianConditional(nn.Module):
         return (upper - lower).clamp_min(LIKELIHOOD_BOUND)
 
     def scale_index(self, scales: Tensor) -> np.ndarray:
-        idx = torch.bucketize(scales.float().clamp_min(self.scale_min).contiguous(), self.scale_table)
+        idx = torch.bucketize(scales.float().cpu().clamp_min(self.scale_min).contiguous(), self.scale_table.cpu())
         return idx.clamp_max(len(self.scale_table) - 1).cpu().numpy()
 
     @torch.no_grad()
     def update_tables(self) -> None:
         grid = torch.arange(-self.radius, self.radius + 1, dtype=torch.float64)
-        s = self.scale_table.double().unsqueeze(1)
+        s = self.scale_table.double().cpu().unsqueeze(1)
         pmf = _std_normal_cdf((grid + 0.5) / s) - _std_normal_cdf((grid - 0.5) / s)
         tail = (1 - pmf.sum(-1)).clamp_min(1e-12)
         self.table.copy_(_to_counts(pmf, tail))

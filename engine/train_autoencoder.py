@@ -3,6 +3,7 @@ per crop, so every point of the rate range is trained, not just the gain levels.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -61,15 +62,20 @@ def validate(ae: HyperpriorAutoencoder, images: list[np.ndarray], crop: int = 51
 
 
 def train_autoencoder(data: PhotoSet, val: PhotoSet, config: TrainConfig,
-                      model_config: AutoencoderConfig = AutoencoderConfig(), init: Path | None = None) -> Path:
+                      model_config: AutoencoderConfig = AutoencoderConfig(), init: Path | None = None,
+                      lambda_range: tuple[float, float] | None = None) -> Path:
     """Train (resuming from config.out_dir) and export EMA weights at every checkpoint.
 
     ``init``: weights to start from when the run folder has no checkpoint yet (e.g. continue
-    the shipped model); its architecture replaces ``model_config``."""
+    the shipped model); its architecture replaces ``model_config``. ``lambda_range``: new
+    (λ at rate 0, λ at rate 1); the learned gains adapt to it, e.g. to widen the bitrate range
+    of a trained model."""
     prior_steps = 0
     if init is not None:
         _, config_dict, init_extra = read_metadata(init)
         model_config, prior_steps = AutoencoderConfig(**config_dict), int(init_extra.get("steps", 0))
+    if lambda_range is not None:
+        model_config = replace(model_config, lambda_min=lambda_range[0], lambda_max=lambda_range[1])
     export_path = Path(config.out_dir) / "autoencoder.safetensors"
     val_images = val.images[:8]
 

@@ -30,12 +30,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="downscale factor applied to every photo first (sources are lossy: keep ≥ 2)")
     p.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in fp32")
     p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop after this long (then checkpoint and export); the learning rate anneals "
+                        "over the steps or the time, whichever ends first")
+    p.add_argument("--lambda-range", type=_lambda_range, default=None, metavar="LO,HI",
+                   help="autoencoder: λ at rate 0 and rate 1 (bpp + λ·255²·MSE), also when continuing "
+                        "from --init; default the model's own (0.0006,0.05 for a new one)")
     p.add_argument("--autoencoder", type=Path, default=None,
                    help="frozen autoencoder weights for the decoder stages (default: the shipped ones)")
     p.add_argument("--init", type=Path, default=None,
                    help="weights to start from when --out has no checkpoint (e.g. assets/weights/flow.safetensors)")
     p.add_argument("--base", type=int, default=None, help="decoder UNet base width (default: UNetConfig's)")
     p.set_defaults(run=run)
+
+
+def _lambda_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (two numbers), got {text!r}") from None
+    if not 0 < lo < hi:
+        raise argparse.ArgumentTypeError(f"need 0 < LO < HI, got {lo:g},{hi:g}")
+    return lo, hi
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,11 +68,12 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(out_dir=args.out or Path("runs") / args.stage, steps=args.steps,
                          lr=args.lr or (2e-4 if args.stage == "autoencoder" else 1e-4), batch=args.batch,
                          crop=args.crop, seed=args.seed, device=args.device, bf16=args.bf16,
-                         threads=args.threads, checkpoint_every=args.checkpoint_every)
+                         threads=args.threads, checkpoint_every=args.checkpoint_every,
+                         time_limit=args.time_limit)
     if args.stage == "autoencoder":
         from .train_autoencoder import train_autoencoder
 
-        path = train_autoencoder(train, val, config, init=args.init)
+        path = train_autoencoder(train, val, config, init=args.init, lambda_range=args.lambda_range)
     else:
         from .train_decoder import train_decoder
         from .unet import UNetConfig

@@ -37,6 +37,7 @@ class TrainConfig:
     device: str = "auto"
     bf16: bool = True
     threads: int = 0  # CPU threads; 0 = torch's default
+    time_limit: float | None = None  # seconds for this invocation; the LR schedule ends with it
 
 
 def resolve_device(name: str) -> torch.device:
@@ -104,6 +105,7 @@ class Trainer:
         self.batches = batches
         self.on_checkpoint = on_checkpoint
         self.step = 0
+        self._started = time.time()
         self.out = Path(config.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self._resume()
@@ -131,12 +133,29 @@ class Trainer:
         tmp.replace(self.checkpoint_path)
 
     def _lr(self) -> float:
-        """Linear warm-up, then cosine decay to 10% over the planned steps."""
+        """Linear warm-up, then cosine decay to 10% over the planned steps or the time
+        limit, whichever runs out first (a budgeted GPU run still ends annealed)."""
         c = self.config
         if self.step < c.warmup:
             return c.lr * (self.step + 1) / c.warmup
-        progress = min(1.0, (self.step - c.warmup) / max(1, c.steps - c.warmup))
+        progress = min(1.0, max((self.step - c.warmup) / max(1, c.steps - c.warmup), self._time_progress()))
         return c.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def _time_progress(self) -> float:
+        if not self.config.time_limit:
+            return 0.0
+        return (time.time() - self._started) / self.config.time_limit
+
+    def _out_of_time(self) -> bool:
+        """Whether the time limit is spent; under DDP every rank stops at the same step."""
+        if not self.config.time_limit:
+            return False
+        done = self._time_progress() >= 1.0
+        if self.dist.world == 1:
+            return done
+        flag = torch.tensor(float(done), device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -156,6 +175,7 @@ class Trainer:
                    mininterval=5)
         sums: dict[str, float] = {}
         count, t0 = 0, time.time()
+        self._started = t0
         self.net.train()
         try:
             while self.step < c.steps:
@@ -184,13 +204,17 @@ class Trainer:
                     self._log({"step": self.step, "lr": self._lr(), "sec_per_step": (time.time() - t0) / count,
                                **avg})
                     sums, count, t0 = {}, 0, time.time()
-                if self.dist.main and (self.step % c.checkpoint_every == 0 or self.step == c.steps):
+                out_of_time = self._out_of_time()
+                if self.dist.main and (self.step % c.checkpoint_every == 0 or self.step == c.steps
+                                       or out_of_time):
                     self._save()
                     if self.on_checkpoint is not None:
                         extra = self.on_checkpoint(self.ema, self.step)
                         if extra:
                             self._log({"step": self.step, "validation": extra})
                         self.net.train()
+                if out_of_time:
+                    break
         finally:
             bar.close()
             self.dist.close()

@@ -214,3 +214,9 @@ def test_keyboard_interrupt_exits_130(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(codec_commands, "load_image", interrupted)
     code, _, err = hfd(capsys, "compress", "a.png", tmp_path / "a.hfd", "--rate", "0.5")
     assert code == 130 and err == "hfd: interrupted\n"
+
+
+@pytest.mark.parametrize("value", ["0.05,0.001", "abc", "0.1"])
+def test_train_rejects_a_bad_lambda_range_before_loading_anything(value, capsys):
+    assert main(["train", "autoencoder", "--data", "/nonexistent", "--lambda-range", value]) == 2
+    assert "argument --lambda-range" in capsys.readouterr().err

@@ -36,6 +36,26 @@ def test_autoencoder_training_exports_validates_and_resumes(tmp_path):
     assert read_metadata(path)[2]["steps"] == 4
 
 
+def test_time_limit_stops_early_anneals_and_exports(tmp_path):
+    config = TrainConfig(out_dir=tmp_path, steps=10_000, batch=2, crop=64, warmup=1, log_every=1,
+                         checkpoint_every=10_000, bf16=False, device="cpu", time_limit=1.5)
+    path = train_autoencoder(_photos(), _photos(1), config, TINY_AUTOENCODER)
+    steps = read_metadata(path)[2]["steps"]
+    assert 1 <= steps < 10_000  # stopped by the clock, and the stopping step was exported
+    log = [json.loads(line) for line in (tmp_path / "train.log").read_text().splitlines()]
+    lrs = [r["lr"] for r in log if "lr" in r]
+    assert lrs[-1] < 0.5 * config.lr  # the schedule followed the clock, not the 10 000 planned steps
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == steps
+
+
+def test_lambda_range_replaces_the_init_models_range(tmp_path):
+    weights = write_tiny_weights(tmp_path / "w")
+    path = train_autoencoder(_photos(), _photos(1), _config(tmp_path / "ae", 1),
+                             init=weights / "autoencoder.safetensors", lambda_range=(1e-4, 0.08))
+    config = read_metadata(path)[1]
+    assert (config["lambda_min"], config["lambda_max"]) == (1e-4, 0.08) and config["m"] == TINY_AUTOENCODER.m
+
+
 def test_validate_reports_real_bpp_for_every_rate():
     torch.manual_seed(0)
     metrics = validate(HyperpriorAutoencoder(TINY_AUTOENCODER), [np.full((70, 90, 3), 128, np.uint8)], crop=64)
