@@ -77,3 +77,18 @@ def test_checksum_detects_desync(ae):
         latents = ae.code_latents(ae.analyze(x), 0.5)
         with pytest.raises(BitstreamError, match="checksum"):
             ae.decode_latents(latents.segments, 0.5, (64, 64), latents.latent_crc ^ 1)
+
+
+def test_coding_tables_do_not_depend_on_the_precision_the_model_is_held_in():
+    """Tables are rebuilt at load wherever the model runs (fp32 CPU, bf16/fp32 GPU, fp64):
+    they are computed in float64 on the CPU, so an encoder and a decoder on different
+    machines derive the same integers from the same weights."""
+    torch.manual_seed(3)
+    ae = HyperpriorAutoencoder(TINY_AUTOENCODER)
+    with torch.no_grad():  # move the priors away from their symmetric initialisation
+        for p in ae.z_prior.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    ae.update_tables()
+    z_table, y_table = ae.z_prior.table.clone(), ae.y_model.table.clone()
+    ae.double().update_tables()
+    assert torch.equal(ae.z_prior.table, z_table) and torch.equal(ae.y_model.table, y_table)
