@@ -24,15 +24,20 @@ common=(--data "$DATA" --downscale 1 --steps 10000000 --batch "$BATCH" --crop "$
 
 # Each stage is also killed 120 s past its budget; its last checkpoint's export then stands.
 timeout $((AE_SECONDS + 120)) python3 -m engine.cli train autoencoder "${common[@]}" \
-    --out "$RUNS/autoencoder" --init "$WEIGHTS/autoencoder.safetensors" --lambda-range "$LAMBDA_RANGE" --time-limit "$AE_SECONDS" --checkpoint-every 2000 \
+    --out "$RUNS/autoencoder" --init "$WEIGHTS/autoencoder.safetensors" --lambda-range "$LAMBDA_RANGE" \
+    --time-limit "$AE_SECONDS" --checkpoint-every 2000 \
     >"$RUNS/autoencoder.out" 2>&1
 echo "autoencoder stage exited with $?"
 AE=$RUNS/autoencoder/autoencoder.safetensors
-[ -f "$AE" ] || { echo "no new autoencoder; the decoders train on $WEIGHTS's"; AE=$WEIGHTS/autoencoder.safetensors; }
+if [ ! -f "$AE" ]; then
+    echo "no new autoencoder; the decoders train on $WEIGHTS's"
+    AE=$WEIGHTS/autoencoder.safetensors
+fi
 
 for kind in diffusion flow; do
     timeout $((DECODER_SECONDS + 120)) python3 -m engine.cli train "$kind" "${common[@]}" \
-        --out "$RUNS/$kind" --init "$WEIGHTS/$kind.safetensors" --autoencoder "$AE" --time-limit "$DECODER_SECONDS" --checkpoint-every 1000 \
+        --out "$RUNS/$kind" --init "$WEIGHTS/$kind.safetensors" --autoencoder "$AE" \
+        --time-limit "$DECODER_SECONDS" --checkpoint-every 1000 \
         >"$RUNS/$kind.out" 2>&1 &
 done
 wait
