@@ -110,7 +110,7 @@ class GaussianConditional(nn.Module):
 
     def scale_index(self, scales: Tensor) -> np.ndarray:
         idx = torch.bucketize(scales.float().cpu().clamp_min(self.scale_min).contiguous(), self.scale_table.cpu())
-        return idx.clamp_max(len(self.scale_table) - 1).cpu().numpy()
+        return idx.clamp_max(len(self.scale_table) - 1).numpy()
 
     @torch.no_grad()
     def update_tables(self) -> None:

@@ -105,7 +105,6 @@ class Trainer:
         self.batches = batches
         self.on_checkpoint = on_checkpoint
         self.step = 0
-        self._started = time.time()
         self.out = Path(config.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self._resume()
@@ -132,30 +131,26 @@ class Trainer:
                     "config": {k: str(v) for k, v in asdict(self.config).items()}}, tmp)
         tmp.replace(self.checkpoint_path)
 
-    def _lr(self) -> float:
+    def _lr(self, time_progress: float) -> float:
         """Linear warm-up, then cosine decay to 10% over the planned steps or the time
         limit, whichever runs out first (a budgeted GPU run still ends annealed)."""
         c = self.config
         if self.step < c.warmup:
             return c.lr * (self.step + 1) / c.warmup
-        progress = min(1.0, max((self.step - c.warmup) / max(1, c.steps - c.warmup), self._time_progress()))
+        progress = min(1.0, max((self.step - c.warmup) / max(1, c.steps - c.warmup), time_progress))
         return c.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
-    def _time_progress(self) -> float:
+    def _time_progress(self, started: float) -> float:
+        """Share of the time limit spent (0 without one), the same on every DDP rank, so that
+        all ranks step with one learning rate and stop at one step."""
         if not self.config.time_limit:
             return 0.0
-        return (time.time() - self._started) / self.config.time_limit
-
-    def _out_of_time(self) -> bool:
-        """Whether the time limit is spent; under DDP every rank stops at the same step."""
-        if not self.config.time_limit:
-            return False
-        done = self._time_progress() >= 1.0
-        if self.dist.world == 1:
-            return done
-        flag = torch.tensor(float(done), device=self.device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        return bool(flag)
+        progress = (time.time() - started) / self.config.time_limit
+        if self.dist.world > 1:
+            agreed = torch.tensor(progress, device=self.device)
+            torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MAX)
+            progress = float(agreed)
+        return progress
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -175,15 +170,16 @@ class Trainer:
                    mininterval=5)
         sums: dict[str, float] = {}
         count, t0 = 0, time.time()
-        self._started = t0
+        started = t0  # the time limit counts from here, per invocation
         self.net.train()
         try:
             while self.step < c.steps:
                 x = next(self.batches).to(self.device, non_blocking=True)
                 if self.device.type == "cuda":
                     x = x.contiguous(memory_format=torch.channels_last)
+                time_progress = self._time_progress(started)
                 for group in self.optimizer.param_groups:
-                    group["lr"] = self._lr()
+                    group["lr"] = self._lr(time_progress)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=c.bf16):
                     loss, metrics = self.loss_fn(self.net, x)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -201,10 +197,10 @@ class Trainer:
                 if self.dist.main and (self.step % c.log_every == 0 or self.step == c.steps):
                     avg = {k: v / count for k, v in sums.items()}
                     bar.set_postfix({k: f"{v:.4g}" for k, v in avg.items()})
-                    self._log({"step": self.step, "lr": self._lr(), "sec_per_step": (time.time() - t0) / count,
+                    self._log({"step": self.step, "lr": self._lr(time_progress), "sec_per_step": (time.time() - t0) / count,
                                **avg})
                     sums, count, t0 = {}, 0, time.time()
-                out_of_time = self._out_of_time()
+                out_of_time = time_progress >= 1.0
                 if self.dist.main and (self.step % c.checkpoint_every == 0 or self.step == c.steps
                                        or out_of_time):
                     self._save()

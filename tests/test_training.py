@@ -103,7 +103,8 @@ def test_init_continues_from_shipped_weights(tmp_path):
 
 @pytest.mark.slow
 def test_two_process_ddp_run_under_torchrun_trains_and_exports(tmp_path):
-    """The README's multi-GPU recipe, on the CPU: torchrun with two gloo ranks."""
+    """The README's multi-GPU recipe, on the CPU: torchrun with two gloo ranks (with a time
+    limit, so the ranks also agree on the time spent every step)."""
     import subprocess
     import sys
 
@@ -121,7 +122,7 @@ def test_two_process_ddp_run_under_torchrun_trains_and_exports(tmp_path):
          "-m", "engine.cli", "train", "flow", "--data", str(photos), "--autoencoder",
          str(weights / "autoencoder.safetensors"), "--base", "8", "--steps", "2", "--batch", "1",
          "--crop", "64", "--checkpoint-every", "2", "--device", "cpu", "--no-bf16", "--threads", "1",
-         "--out", str(out)], capture_output=True, text=True, timeout=300)
+         "--time-limit", "600", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("weights:") == 2  # both ranks ran to the end
     assert ScoreDecoder.load(out / "flow.safetensors").facts.train_steps == 2
