@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from .layers import SimplifiedGDN, conv, deconv
 from .range_coding import decode_symbols, encode_symbols
 
 STRIDE = 64  # total downsampling of g_a (16) × h_a (4): image sides are padded to this
+GAIN_TABLES = ("log_gain", "log_inv_gain", "log_hgain", "log_inv_hgain")  # one row per level
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,26 @@ class HyperpriorAutoencoder(nn.Module):
     def lmbda(self, rate: Tensor) -> Tensor:
         lo, hi = np.log(self.config.lambda_min), np.log(self.config.lambda_max)
         return torch.exp(lo + rate * (hi - lo))
+
+    def extended(self, low: int = 0, high: int = 0) -> "HyperpriorAutoencoder":
+        """A copy with ``low`` more gain levels below the lowest rate and ``high`` above the
+        highest, one λ step apart, so λ stays log-linear in the rate. New rows start as the
+        log-linear extrapolation of the two nearest; old level i becomes level i + low, i.e.
+        old rate r is new rate (low + r·(L−1)) / (L−1+low+high) for L old levels."""
+        if low < 0 or high < 0 or low + high == 0:
+            raise ValueError(f"need at least one new level and none negative, got low={low}, high={high}")
+        c = self.config
+        step = (c.lambda_max / c.lambda_min) ** (1 / (c.levels - 1))
+        model = HyperpriorAutoencoder(replace(c, levels=c.levels + low + high, lambda_min=c.lambda_min / step ** low,
+                                              lambda_max=c.lambda_max * step ** high))
+        state = self.state_dict()
+        for name in GAIN_TABLES:
+            old = state[name]
+            down, up = old[0] - old[1], old[-1] - old[-2]  # one level's step outwards
+            state[name] = torch.cat([old[0] + down * torch.arange(low, 0, -1.0)[:, None], old,
+                                     old[-1] + up * torch.arange(1, high + 1.0)[:, None]])
+        model.load_state_dict(state)
+        return model
 
     @staticmethod
     def _interp(table: Tensor, rate: Tensor) -> Tensor:

@@ -1,16 +1,21 @@
 """Stage 1: train the variable-rate autoencoder for bpp + λ(r)·255²·MSE with r ~ U(0, 1)
-per crop, so every point of the rate range is trained, not just the gain levels."""
+per crop, so every point of the rate range is trained, not just the gain levels.
+
+``extend`` widens a trained model's bitrate range cheaply: new gain levels go below the lowest
+and/or above the highest one and only their rows train (r ~ U over the rates they touch), so the
+transforms, the entropy model and every rate between the old ends stay exactly as they were."""
 from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .autoencoder import AutoencoderConfig, HyperpriorAutoencoder, pad_to_stride
+from .autoencoder import GAIN_TABLES, AutoencoderConfig, HyperpriorAutoencoder, pad_to_stride
 from .dataset import PhotoSet
 from .training import TrainConfig, Trainer
 from .weights import load_state, read_metadata, save_weights
@@ -22,9 +27,15 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
-def rd_loss(model: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, float]]:
+def rd_loss(model: nn.Module, x: Tensor, ends: tuple[float, float] | None = None) -> tuple[Tensor, dict[str, float]]:
+    """Rate-distortion loss at rates drawn uniformly from [0, 1], or with ``ends`` = (a, b)
+    uniformly from [0, a] ∪ [1 − b, 1] (both in proportion to their lengths)."""
     ae: HyperpriorAutoencoder = unwrap(model)
     rate = torch.rand(x.shape[0], device=x.device)
+    if ends is not None:
+        low, high = ends
+        u = rate * (low + high)
+        rate = torch.where(u < low, u, 1 - (u - low))
     out = model(x, rate)
     pixels = x.shape[-2] * x.shape[-1]
     bits = (-torch.log2(out["y_likelihood"]).sum((1, 2, 3)) - torch.log2(out["z_likelihood"]).sum((1, 2, 3)))
@@ -61,15 +72,32 @@ def validate(ae: HyperpriorAutoencoder, images: list[np.ndarray], crop: int = 51
     return result
 
 
+def train_only_outer_levels(model: HyperpriorAutoencoder, low: int, high: int) -> tuple[float, float]:
+    """Freeze everything but the lowest ``low`` and highest ``high`` rows of the gain tables;
+    returns the lengths of the rate intervals at each end that those rows reach."""
+    model.requires_grad_(False)
+    levels = model.config.levels
+    keep = torch.zeros(levels, 1)
+    keep[:low], keep[levels - high:] = 1, 1
+    for name in GAIN_TABLES:
+        table = getattr(model, name).requires_grad_(True)
+        # Zero gradients on the frozen rows: with AdamW (no decay) they then never move.
+        table.register_hook(lambda g: g * keep.to(g.device))
+    return min(1.0, low / (levels - 1)), min(1.0, high / (levels - 1))
+
+
 def train_autoencoder(data: PhotoSet, val: PhotoSet, config: TrainConfig,
                       model_config: AutoencoderConfig = AutoencoderConfig(), init: Path | None = None,
-                      lambda_range: tuple[float, float] | None = None) -> Path:
+                      lambda_range: tuple[float, float] | None = None, extend: tuple[int, int] = (0, 0)) -> Path:
     """Train (resuming from config.out_dir) and export EMA weights at every checkpoint.
 
     ``init``: weights to start from when the run folder has no checkpoint yet (e.g. continue
     the shipped model); its architecture replaces ``model_config``. ``lambda_range``: new
     (λ at rate 0, λ at rate 1); the learned gains adapt to it, e.g. to widen the bitrate range
-    of a trained model."""
+    of a trained model. ``extend`` = (low, high): add that many gain levels below and above
+    ``init``'s rate range and train only those (see the module docstring)."""
+    if any(extend) and (init is None or lambda_range is not None):
+        raise ValueError("extending the rate range needs init weights and keeps their λ range")
     prior_steps = 0
     if init is not None:
         _, config_dict, init_extra = read_metadata(init)
@@ -88,6 +116,11 @@ def train_autoencoder(data: PhotoSet, val: PhotoSet, config: TrainConfig,
     model = HyperpriorAutoencoder(model_config)
     if init is not None and not (Path(config.out_dir) / "checkpoint.pt").exists():
         load_state(init, model, "autoencoder")
-    trainer = Trainer(model, rd_loss, data.crops(config.crop, config.batch, config.seed), config, on_checkpoint)
+    loss_fn = rd_loss
+    if any(extend):
+        model = model.extended(*extend)  # a resumed checkpoint then overwrites its state
+        model_config = model.config
+        loss_fn = partial(rd_loss, ends=train_only_outer_levels(model, *extend))
+    trainer = Trainer(model, loss_fn, data.crops(config.crop, config.batch, config.seed), config, on_checkpoint)
     trainer.run()
     return export_path

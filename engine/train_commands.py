@@ -36,6 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lambda-range", type=_lambda_range, default=None, metavar="LO,HI",
                    help="autoencoder: λ at rate 0 and rate 1 (bpp + λ·255²·MSE), also when continuing "
                         "from --init; default the model's own (0.0006,0.05 for a new one)")
+    p.add_argument("--extend", type=_extend, default=(0, 0), metavar="LOW,HIGH",
+                   help="autoencoder: add LOW gain levels below and HIGH above the rate range of --init "
+                        "(one λ step each) and train only those, to widen the bitrate range; every other "
+                        "weight stays as it was (old rate r becomes (LOW + r·(L−1)) / (L−1+LOW+HIGH) for "
+                        "L old levels)")
     p.add_argument("--autoencoder", type=Path, default=None,
                    help="frozen autoencoder weights for the decoder stages (default: the shipped ones)")
     p.add_argument("--init", type=Path, default=None,
@@ -54,11 +59,23 @@ def _lambda_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _extend(text: str) -> tuple[int, int]:
+    try:
+        low, high = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (two whole numbers), got {text!r}") from None
+    if low < 0 or high < 0 or low + high == 0:
+        raise argparse.ArgumentTypeError(f"need LOW, HIGH ≥ 0 and at least one new level, got {low},{high}")
+    return low, high
+
+
 def run(args: argparse.Namespace) -> int:
     from .api import default_weights_dir
     from .dataset import PhotoSet, split_photos
     from .training import TrainConfig
 
+    if any(args.extend) and (args.stage != "autoencoder" or args.init is None or args.lambda_range):
+        raise HfdError("--extend needs the autoencoder stage and --init, and keeps the λ range of --init")
     train_paths, val_paths = split_photos(args.data)
     if not train_paths:
         raise HfdError(f"no training images found in {args.data} (fetch some with `hfd data fetch DIR`)")
@@ -73,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     if args.stage == "autoencoder":
         from .train_autoencoder import train_autoencoder
 
-        path = train_autoencoder(train, val, config, init=args.init, lambda_range=args.lambda_range)
+        path = train_autoencoder(train, val, config, init=args.init, lambda_range=args.lambda_range,
+                                 extend=args.extend)
     else:
         from .train_decoder import train_decoder
         from .unet import UNetConfig
