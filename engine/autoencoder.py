@@ -78,21 +78,23 @@ class HyperpriorAutoencoder(nn.Module):
         lo, hi = np.log(self.config.lambda_min), np.log(self.config.lambda_max)
         return torch.exp(lo + rate * (hi - lo))
 
-    def extended_low(self, levels: int) -> "HyperpriorAutoencoder":
-        """A copy with ``levels`` more gain levels below the lowest rate, each one λ step
-        lower, so λ stays log-linear in the rate. The new rows start as the log-linear
-        extrapolation of the lowest two; old level i becomes level i + levels, i.e. old rate r
-        is new rate (levels + r·(L−1)) / (L−1+levels) for L old levels."""
-        if levels < 1:
-            raise ValueError(f"need at least one new level, got {levels}")
+    def extended(self, low: int = 0, high: int = 0) -> "HyperpriorAutoencoder":
+        """A copy with ``low`` more gain levels below the lowest rate and ``high`` above the
+        highest, one λ step apart, so λ stays log-linear in the rate. New rows start as the
+        log-linear extrapolation of the two nearest; old level i becomes level i + low, i.e.
+        old rate r is new rate (low + r·(L−1)) / (L−1+low+high) for L old levels."""
+        if low < 0 or high < 0 or low + high == 0:
+            raise ValueError(f"need at least one new level and none negative, got low={low}, high={high}")
         c = self.config
         step = (c.lambda_max / c.lambda_min) ** (1 / (c.levels - 1))
-        model = HyperpriorAutoencoder(replace(c, levels=c.levels + levels, lambda_min=c.lambda_min / step ** levels))
+        model = HyperpriorAutoencoder(replace(c, levels=c.levels + low + high, lambda_min=c.lambda_min / step ** low,
+                                              lambda_max=c.lambda_max * step ** high))
         state = self.state_dict()
         for name in GAIN_TABLES:
             old = state[name]
-            down = old[0] - old[1]  # one level's step towards lower rates
-            state[name] = torch.cat([old[0] + down * torch.arange(levels, 0, -1.0)[:, None], old])
+            down, up = old[0] - old[1], old[-1] - old[-2]  # one level's step outwards
+            state[name] = torch.cat([old[0] + down * torch.arange(low, 0, -1.0)[:, None], old,
+                                     old[-1] + up * torch.arange(1, high + 1.0)[:, None]])
         model.load_state_dict(state)
         return model
 

@@ -1,11 +1,9 @@
 """Stage 1: train the variable-rate autoencoder for bpp + λ(r)·255²·MSE with r ~ U(0, 1)
 per crop, so every point of the rate range is trained, not just the gain levels.
 
-``extend_low`` lowers a trained model's bitrate floor cheaply: new gain levels go below the
-lowest one and only their rows train (r ~ U over the rates they touch), so the transforms, the
-entropy model and every higher rate stay exactly as they were. (Extending the top the same way
-was tried and dropped: transforms trained up to λ_max cannot use finer quantisation, so the new
-top rates spent more bits for less PSNR.)"""
+``extend`` widens a trained model's bitrate range cheaply: new gain levels go below the lowest
+and/or above the highest one and only their rows train (r ~ U over the rates they touch), so the
+transforms, the entropy model and every rate between the old ends stay exactly as they were."""
 from __future__ import annotations
 
 import math
@@ -29,10 +27,15 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
-def rd_loss(model: nn.Module, x: Tensor, rate_high: float = 1.0) -> tuple[Tensor, dict[str, float]]:
-    """Rate-distortion loss at rates drawn uniformly from [0, rate_high]."""
+def rd_loss(model: nn.Module, x: Tensor, ends: tuple[float, float] | None = None) -> tuple[Tensor, dict[str, float]]:
+    """Rate-distortion loss at rates drawn uniformly from [0, 1], or with ``ends`` = (a, b)
+    uniformly from [0, a] ∪ [1 − b, 1] (both in proportion to their lengths)."""
     ae: HyperpriorAutoencoder = unwrap(model)
-    rate = torch.rand(x.shape[0], device=x.device) * rate_high
+    rate = torch.rand(x.shape[0], device=x.device)
+    if ends is not None:
+        low, high = ends
+        u = rate * (low + high)
+        rate = torch.where(u < low, u, 1 - (u - low))
     out = model(x, rate)
     pixels = x.shape[-2] * x.shape[-1]
     bits = (-torch.log2(out["y_likelihood"]).sum((1, 2, 3)) - torch.log2(out["z_likelihood"]).sum((1, 2, 3)))
@@ -69,28 +72,31 @@ def validate(ae: HyperpriorAutoencoder, images: list[np.ndarray], crop: int = 51
     return result
 
 
-def train_only_low_levels(model: HyperpriorAutoencoder, levels: int) -> float:
-    """Freeze everything but the lowest ``levels`` rows of the gain tables; returns the highest
-    rate those rows reach (the rates worth training)."""
+def train_only_outer_levels(model: HyperpriorAutoencoder, low: int, high: int) -> tuple[float, float]:
+    """Freeze everything but the lowest ``low`` and highest ``high`` rows of the gain tables;
+    returns the lengths of the rate intervals at each end that those rows reach."""
     model.requires_grad_(False)
+    levels = model.config.levels
+    keep = torch.zeros(levels, 1)
+    keep[:low], keep[levels - high:] = 1, 1
     for name in GAIN_TABLES:
         table = getattr(model, name).requires_grad_(True)
         # Zero gradients on the frozen rows: with AdamW (no decay) they then never move.
-        table.register_hook(lambda g: torch.cat([g[:levels], torch.zeros_like(g[levels:])]))
-    return min(1.0, levels / (model.config.levels - 1))
+        table.register_hook(lambda g: g * keep.to(g.device))
+    return min(1.0, low / (levels - 1)), min(1.0, high / (levels - 1))
 
 
 def train_autoencoder(data: PhotoSet, val: PhotoSet, config: TrainConfig,
                       model_config: AutoencoderConfig = AutoencoderConfig(), init: Path | None = None,
-                      lambda_range: tuple[float, float] | None = None, extend_low: int = 0) -> Path:
+                      lambda_range: tuple[float, float] | None = None, extend: tuple[int, int] = (0, 0)) -> Path:
     """Train (resuming from config.out_dir) and export EMA weights at every checkpoint.
 
     ``init``: weights to start from when the run folder has no checkpoint yet (e.g. continue
     the shipped model); its architecture replaces ``model_config``. ``lambda_range``: new
     (λ at rate 0, λ at rate 1); the learned gains adapt to it, e.g. to widen the bitrate range
-    of a trained model. ``extend_low``: add this many gain levels below ``init``'s lowest rate
-    and train only those (see the module docstring)."""
-    if extend_low and (init is None or lambda_range is not None):
+    of a trained model. ``extend`` = (low, high): add that many gain levels below and above
+    ``init``'s rate range and train only those (see the module docstring)."""
+    if any(extend) and (init is None or lambda_range is not None):
         raise ValueError("extending the rate range needs init weights and keeps their λ range")
     prior_steps = 0
     if init is not None:
@@ -111,10 +117,10 @@ def train_autoencoder(data: PhotoSet, val: PhotoSet, config: TrainConfig,
     if init is not None and not (Path(config.out_dir) / "checkpoint.pt").exists():
         load_state(init, model, "autoencoder")
     loss_fn = rd_loss
-    if extend_low:
-        model = model.extended_low(extend_low)  # a resumed checkpoint then overwrites its state
+    if any(extend):
+        model = model.extended(*extend)  # a resumed checkpoint then overwrites its state
         model_config = model.config
-        loss_fn = partial(rd_loss, rate_high=train_only_low_levels(model, extend_low))
+        loss_fn = partial(rd_loss, ends=train_only_outer_levels(model, *extend))
     trainer = Trainer(model, loss_fn, data.crops(config.crop, config.batch, config.seed), config, on_checkpoint)
     trainer.run()
     return export_path

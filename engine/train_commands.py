@@ -36,10 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lambda-range", type=_lambda_range, default=None, metavar="LO,HI",
                    help="autoencoder: λ at rate 0 and rate 1 (bpp + λ·255²·MSE), also when continuing "
                         "from --init; default the model's own (0.0006,0.05 for a new one)")
-    p.add_argument("--extend-low", type=_positive_int, default=0, metavar="LEVELS",
-                   help="autoencoder: add LEVELS gain levels below the lowest rate of --init (one λ step "
-                        "each) and train only those, to lower the bitrate floor; every other weight stays "
-                        "as it was (old rate r becomes (LEVELS + r·(L−1)) / (L−1+LEVELS) for L old levels)")
+    p.add_argument("--extend", type=_extend, default=(0, 0), metavar="LOW,HIGH",
+                   help="autoencoder: add LOW gain levels below and HIGH above the rate range of --init "
+                        "(one λ step each) and train only those, to widen the bitrate range; every other "
+                        "weight stays as it was (old rate r becomes (LOW + r·(L−1)) / (L−1+LOW+HIGH) for "
+                        "L old levels)")
     p.add_argument("--autoencoder", type=Path, default=None,
                    help="frozen autoencoder weights for the decoder stages (default: the shipped ones)")
     p.add_argument("--init", type=Path, default=None,
@@ -58,14 +59,14 @@ def _lambda_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
-def _positive_int(text: str) -> int:
+def _extend(text: str) -> tuple[int, int]:
     try:
-        value = int(text)
+        low, high = (int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"need at least 1, got {value}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (two whole numbers), got {text!r}") from None
+    if low < 0 or high < 0 or low + high == 0:
+        raise argparse.ArgumentTypeError(f"need LOW, HIGH ≥ 0 and at least one new level, got {low},{high}")
+    return low, high
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
     from .dataset import PhotoSet, split_photos
     from .training import TrainConfig
 
-    if args.extend_low and (args.stage != "autoencoder" or args.init is None or args.lambda_range):
-        raise HfdError("--extend-low needs the autoencoder stage and --init, and keeps the λ range of --init")
+    if any(args.extend) and (args.stage != "autoencoder" or args.init is None or args.lambda_range):
+        raise HfdError("--extend needs the autoencoder stage and --init, and keeps the λ range of --init")
     train_paths, val_paths = split_photos(args.data)
     if not train_paths:
         raise HfdError(f"no training images found in {args.data} (fetch some with `hfd data fetch DIR`)")
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         from .train_autoencoder import train_autoencoder
 
         path = train_autoencoder(train, val, config, init=args.init, lambda_range=args.lambda_range,
-                                 extend_low=args.extend_low)
+                                 extend=args.extend)
     else:
         from .train_decoder import train_decoder
         from .unet import UNetConfig

@@ -94,23 +94,23 @@ def test_coding_tables_do_not_depend_on_the_precision_the_model_is_held_in():
     assert torch.equal(ae.z_prior.table, z_table) and torch.equal(ae.y_model.table, y_table)
 
 
-def test_extended_low_model_keeps_every_old_rate_and_lambda(ae):
-    """New gain levels below the lowest: λ stays log-linear, and an old rate (mapped onto the
-    wider range) codes to the same bytes as before."""
-    wide = ae.extended_low(2)
+def test_extended_model_keeps_every_old_rate_and_lambda(ae):
+    """New outer gain levels: λ stays log-linear, and an old rate (mapped onto the wider
+    range) codes to the same bytes as before."""
+    wide = ae.extended(low=2, high=1)
     wide.update_tables()
-    levels = ae.config.levels
-    assert wide.config.levels == levels + 2 and wide.config.lambda_max == ae.config.lambda_max
-    torch.testing.assert_close(wide.log_gain[2:], ae.log_gain)
+    c, levels = ae.config, ae.config.levels
+    assert wide.config.levels == levels + 3
+    torch.testing.assert_close(wide.log_gain[2:levels + 2], ae.log_gain)
     x = pad_to_stride(torch.rand(1, 3, 64, 64))
     with torch.no_grad():
         y = ae.analyze(x)
         for old in (0.0, 0.5, 1.0):
-            new = (2 + old * (levels - 1)) / (levels + 1)
+            new = (2 + old * (levels - 1)) / (levels + 2)
             assert float(wide.lmbda(torch.tensor(new))) == pytest.approx(float(ae.lmbda(torch.tensor(old))), rel=1e-5)
             assert wide.code_latents(y, new).segments == ae.code_latents(y, old).segments
         # The new lowest level quantises more coarsely than the old one: fewer bytes.
         assert len(b"".join(wide.code_latents(y, 0.0).segments)) <= len(b"".join(ae.code_latents(y, 0.0).segments))
-    assert wide.config.lambda_min < ae.config.lambda_min
+    assert wide.config.lambda_min < c.lambda_min and wide.config.lambda_max > c.lambda_max
     with pytest.raises(ValueError, match="at least one new level"):
-        ae.extended_low(0)
+        ae.extended(0, 0)

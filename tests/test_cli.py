@@ -222,14 +222,14 @@ def test_train_rejects_a_bad_lambda_range_before_loading_anything(value, capsys)
     assert "argument --lambda-range" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "a", "1.5"])
-def test_train_rejects_a_bad_extend_low_before_loading_anything(value, capsys):
-    assert main(["train", "autoencoder", "--data", "/nonexistent", "--extend-low", value]) == 2
-    assert "argument --extend-low" in capsys.readouterr().err
+@pytest.mark.parametrize("value", ["0,0", "1", "-1,2", "a,b"])
+def test_train_rejects_a_bad_extend_before_loading_anything(value, capsys):
+    assert main(["train", "autoencoder", "--data", "/nonexistent", "--extend", value]) == 2
+    assert "argument --extend" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args", [["flow", "--init", "w.safetensors"], ["autoencoder"],
                                   ["autoencoder", "--init", "w.safetensors", "--lambda-range", "1e-4,0.1"]])
-def test_extend_low_needs_the_autoencoder_stage_and_init_weights(args, capsys):
-    assert main(["train", *args, "--data", "/nonexistent", "--extend-low", "1"]) != 0
-    assert "--extend-low needs the autoencoder stage and --init" in capsys.readouterr().err
+def test_extend_needs_the_autoencoder_stage_and_init_weights(args, capsys):
+    assert main(["train", *args, "--data", "/nonexistent", "--extend", "1,0"]) != 0
+    assert "--extend needs the autoencoder stage and --init" in capsys.readouterr().err

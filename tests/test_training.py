@@ -129,23 +129,25 @@ def test_two_process_ddp_run_under_torchrun_trains_and_exports(tmp_path):
     assert [json.loads(line)["step"] for line in (out / "train.log").read_text().splitlines()] == [2]
 
 
-def test_extend_low_trains_only_the_new_gain_levels(tmp_path):
+def test_extend_trains_only_the_new_outer_gain_levels(tmp_path):
     weights = write_tiny_weights(tmp_path / "w")
     init = HyperpriorAutoencoder(TINY_AUTOENCODER)
     load_state(weights / "autoencoder.safetensors", init, "autoencoder")
     config = TrainConfig(out_dir=tmp_path / "ae", steps=3, batch=2, crop=64, warmup=1, lr=0.1, log_every=1,
                          checkpoint_every=3, bf16=False, device="cpu")
-    path = train_autoencoder(_photos(), _photos(1), config, init=weights / "autoencoder.safetensors", extend_low=1)
-    assert read_metadata(path)[1]["levels"] == TINY_AUTOENCODER.levels + 1
-    trained = HyperpriorAutoencoder(init.extended_low(1).config)
+    path = train_autoencoder(_photos(), _photos(1), config, init=weights / "autoencoder.safetensors", extend=(1, 1))
+    levels = TINY_AUTOENCODER.levels
+    assert read_metadata(path)[1]["levels"] == levels + 2
+    trained = HyperpriorAutoencoder(init.extended(1, 1).config)
     load_state(path, trained, "autoencoder")
-    before, after, start = init.state_dict(), trained.state_dict(), init.extended_low(1).state_dict()
+    before, after, start = init.state_dict(), trained.state_dict(), init.extended(1, 1).state_dict()
     for name, value in before.items():
         value = value.bfloat16().float() if value.is_floating_point() else value  # as exported
         if name.startswith("log_") and "gain" in name:
-            torch.testing.assert_close(after[name][1:], value)  # the old rows stayed
+            torch.testing.assert_close(after[name][1:levels + 1], value)  # the old rows stayed
         elif not name.endswith(".table"):  # coding tables are rebuilt from the densities on load
             torch.testing.assert_close(after[name], value)
-    assert not torch.equal(after["log_gain"][0], start["log_gain"][0].bfloat16().float())  # the new one trained
+    for row in (0, -1):  # both new levels trained
+        assert not torch.equal(after["log_gain"][row], start["log_gain"][row].bfloat16().float())
     with pytest.raises(ValueError, match="needs init weights"):
-        train_autoencoder(_photos(), _photos(1), config, extend_low=1)
+        train_autoencoder(_photos(), _photos(1), config, extend=(1, 0))
