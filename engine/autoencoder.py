@@ -143,15 +143,19 @@ class HyperpriorAutoencoder(nn.Module):
         self._cpu_cache.clear()
 
     def _entropy_params(self, z_sym: Tensor, rate: float) -> tuple[Tensor, Tensor]:
-        """Means and scales from the coded symbols ẑ, always on the CPU in fp32: encoder and decoder must derive
-        identical scale indices whatever device or precision the transforms run in."""
+        """Means (fp32) and scales (float64) from the coded symbols ẑ. Encoder and decoder must derive
+        identical scale indices whatever device, precision or memory format the transforms run
+        in, and on whatever CPU: so h_s runs on the CPU in float64 with contiguous weights,
+        where kernel-dependent rounding (~1e-16) practically never moves a scale across a
+        bin edge (in fp32 a channels_last copy already desynchronised real files)."""
         if "h_s" not in self._cpu_cache:
-            self._cpu_cache["h_s"] = copy.deepcopy(self.h_s).float().cpu().eval()
-        r = torch.tensor([rate])
+            self._cpu_cache["h_s"] = copy.deepcopy(self.h_s).to(
+                "cpu", torch.float64, memory_format=torch.contiguous_format).eval()
+        r = torch.tensor([rate], dtype=torch.float64)
         with torch.inference_mode(), torch.autocast("cpu", enabled=False):
-            z_in = z_sym.float().cpu() * self._interp(self.log_inv_hgain.float().cpu(), r)
-            means, scales = self._cpu_cache["h_s"](z_in).chunk(2, dim=1)
-        return means, scales
+            z_in = z_sym.double().cpu() * self._interp(self.log_inv_hgain.double().cpu(), r)
+            means, scales = self._cpu_cache["h_s"](z_in.contiguous()).chunk(2, dim=1)
+        return means.float(), scales
 
     def analyze(self, x: Tensor) -> Tensor:
         """g_a(x) for x (1,3,H,W) in [0,1], sides padded to STRIDE; rate-independent."""

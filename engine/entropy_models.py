@@ -109,7 +109,8 @@ class GaussianConditional(nn.Module):
         return (upper - lower).clamp_min(LIKELIHOOD_BOUND)
 
     def scale_index(self, scales: Tensor) -> np.ndarray:
-        idx = torch.bucketize(scales.float().cpu().clamp_min(self.scale_min).contiguous(), self.scale_table.cpu())
+        idx = torch.bucketize(scales.double().cpu().clamp_min(self.scale_min).contiguous(),
+                              self.scale_table.double().cpu())
         return idx.clamp_max(len(self.scale_table) - 1).numpy()
 
     @torch.no_grad()

@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -114,3 +116,17 @@ def test_extended_model_keeps_every_old_rate_and_lambda(ae):
     assert wide.config.lambda_min < c.lambda_min and wide.config.lambda_max > c.lambda_max
     with pytest.raises(ValueError, match="at least one new level"):
         ae.extended(0, 0)
+
+
+def test_entropy_parameters_do_not_depend_on_memory_format(ae):
+    """A channels_last model (the fast CPU and GPU path) must derive bit-identical means and
+    scales to a contiguous one, or files written by one do not decode with the other."""
+    torch.manual_seed(3)
+    z = torch.randint(-4, 5, (1, TINY_AUTOENCODER.n, 6, 9)).float()
+    fast = copy.deepcopy(ae).to(memory_format=torch.channels_last)
+    fast._cpu_cache.clear()
+    for rate in (0.0, 0.37, 1.0):
+        means, scales = ae._entropy_params(z, rate)
+        fast_means, fast_scales = fast._entropy_params(z, rate)
+        assert torch.equal(means, fast_means) and torch.equal(scales, fast_scales)
+        np.testing.assert_array_equal(ae.y_model.scale_index(scales), fast.y_model.scale_index(fast_scales))
