@@ -143,11 +143,11 @@ class HyperpriorAutoencoder(nn.Module):
         self._cpu_cache.clear()
 
     def _entropy_params(self, z_sym: Tensor, rate: float) -> tuple[Tensor, Tensor]:
-        """Means (fp32) and scales (float64) from the coded symbols ẑ. Encoder and decoder must derive
-        identical scale indices whatever device, precision or memory format the transforms run
-        in, and on whatever CPU: so h_s runs on the CPU in float64 with contiguous weights,
-        where kernel-dependent rounding (~1e-16) practically never moves a scale across a
-        bin edge (in fp32 a channels_last copy already desynchronised real files)."""
+        """Means (fp32) and scales (float64) from the coded symbols ẑ. Encoder and decoder
+        must derive identical scale indices whatever device, precision or memory format the
+        transforms run in, and on whatever CPU: so h_s runs on the CPU in float64 with
+        contiguous weights, where kernel-dependent rounding (~1e-16) practically never moves a
+        scale across a bin edge (in fp32 a channels_last copy already desynchronised files)."""
         if "h_s" not in self._cpu_cache:
             self._cpu_cache["h_s"] = copy.deepcopy(self.h_s).to(
                 "cpu", torch.float64, memory_format=torch.contiguous_format).eval()

@@ -107,9 +107,9 @@ def train_autoencoder(data: PhotoSet, val: PhotoSet, config: TrainConfig,
     export_path = Path(config.out_dir) / "autoencoder.safetensors"
     val_images = val.images[:8]
 
-    def on_checkpoint(ema: nn.Module, step: int) -> dict[str, float]:
+    def on_checkpoint(ema: HyperpriorAutoencoder, step: int) -> dict[str, float]:
         metrics = validate(ema, val_images) if val_images else {}
-        save_weights(export_path, ema, "autoencoder", model_config.to_dict(),
+        save_weights(export_path, ema, "autoencoder", ema.config.to_dict(),
                      {"steps": prior_steps + step, "validation": metrics, "crop": config.crop, "batch": config.batch})
         return metrics
 
@@ -119,7 +119,6 @@ def train_autoencoder(data: PhotoSet, val: PhotoSet, config: TrainConfig,
     loss_fn = rd_loss
     if any(extend):
         model = model.extended(*extend)  # a resumed checkpoint then overwrites its state
-        model_config = model.config
         loss_fn = partial(rd_loss, ends=train_only_outer_levels(model, *extend))
     trainer = Trainer(model, loss_fn, data.crops(config.crop, config.batch, config.seed), config, on_checkpoint)
     trainer.run()
