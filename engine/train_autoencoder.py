@@ -3,7 +3,12 @@ per crop, so every point of the rate range is trained, not just the gain levels.
 
 ``extend`` widens a trained model's bitrate range cheaply: new gain levels go below the lowest
 and/or above the highest one and only their rows train (r ~ U over the rates they touch), so the
-transforms, the entropy model and every rate between the old ends stay exactly as they were."""
+transforms, the entropy model and every rate between the old ends stay exactly as they were.
+
+``synthesis_only`` fine-tunes the decoder side alone (g_s and the inverse gains) on the hard-
+quantised latents of a trained model, the second phase of Guo et al. 2021's "soft then hard":
+the encoder and the entropy model stay frozen, so every file keeps its exact bytes and only
+the reconstruction improves."""
 from __future__ import annotations
 
 import math
@@ -27,23 +32,44 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
+def _draw_rates(n: int, device: torch.device, ends: tuple[float, float] | None) -> Tensor:
+    """Rates uniform on [0, 1], or with ``ends`` = (a, b) uniform on [0, a] ∪ [1 − b, 1]."""
+    rate = torch.rand(n, device=device)
+    if ends is None:
+        return rate
+    low, high = ends
+    u = rate * (low + high)
+    return torch.where(u < low, u, 1 - (u - low))
+
+
+def _bpp_and_mse(model: nn.Module, x: Tensor, rate: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-crop bits per pixel (noisy relaxation) and MSE of the reconstruction."""
+    out = model(x, rate)
+    bits = (-torch.log2(out["y_likelihood"]).sum((1, 2, 3)) - torch.log2(out["z_likelihood"]).sum((1, 2, 3)))
+    return bits / (x.shape[-2] * x.shape[-1]), (out["x_hat"].float() - x).pow(2).mean((1, 2, 3))
+
+
+def _metrics(bpp: Tensor, mse: Tensor) -> dict[str, float]:
+    psnr = float((10 * torch.log10(1 / mse.detach().clamp_min(1e-10))).mean())
+    return {"bpp": float(bpp.detach().mean()), "psnr": psnr}
+
+
 def rd_loss(model: nn.Module, x: Tensor, ends: tuple[float, float] | None = None) -> tuple[Tensor, dict[str, float]]:
     """Rate-distortion loss at rates drawn uniformly from [0, 1], or with ``ends`` = (a, b)
     uniformly from [0, a] ∪ [1 − b, 1] (both in proportion to their lengths)."""
-    ae: HyperpriorAutoencoder = unwrap(model)
-    rate = torch.rand(x.shape[0], device=x.device)
-    if ends is not None:
-        low, high = ends
-        u = rate * (low + high)
-        rate = torch.where(u < low, u, 1 - (u - low))
-    out = model(x, rate)
-    pixels = x.shape[-2] * x.shape[-1]
-    bits = (-torch.log2(out["y_likelihood"]).sum((1, 2, 3)) - torch.log2(out["z_likelihood"]).sum((1, 2, 3)))
-    bpp = bits / pixels
-    mse = (out["x_hat"].float() - x).pow(2).mean((1, 2, 3))
-    loss = (bpp + ae.lmbda(rate) * 255 ** 2 * mse).mean()
-    psnr = float((10 * torch.log10(1 / mse.detach().clamp_min(1e-10))).mean())
-    return loss, {"bpp": float(bpp.detach().mean()), "psnr": psnr}
+    rate = _draw_rates(x.shape[0], x.device, ends)
+    bpp, mse = _bpp_and_mse(model, x, rate)
+    loss = (bpp + unwrap(model).lmbda(rate) * 255 ** 2 * mse).mean()
+    return loss, _metrics(bpp, mse)
+
+
+def synthesis_loss(model: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, float]]:
+    """With the rate fixed by a frozen encoder only the distortion is left to train. Mean log
+    MSE over crops at uniform random rates weighs a relative gain alike at every rate, as
+    BD-rate does (λ-weighted MSE would let the highest rates drown out the rest)."""
+    rate = _draw_rates(x.shape[0], x.device, None)
+    bpp, mse = _bpp_and_mse(model, x, rate)
+    return torch.log(mse.clamp_min(1e-10)).mean(), _metrics(bpp, mse)
 
 
 @torch.no_grad()
@@ -86,18 +112,29 @@ def train_only_outer_levels(model: HyperpriorAutoencoder, low: int, high: int) -
     return min(1.0, low / (levels - 1)), min(1.0, high / (levels - 1))
 
 
+def train_only_synthesis(model: HyperpriorAutoencoder) -> None:
+    """Freeze everything the bitstream depends on; train g_s and the inverse gains."""
+    model.requires_grad_(False)
+    model.g_s.requires_grad_(True)
+    model.log_inv_gain.requires_grad_(True)
+
+
 def train_autoencoder(data: PhotoSet, val: PhotoSet, config: TrainConfig,
                       model_config: AutoencoderConfig = AutoencoderConfig(), init: Path | None = None,
-                      lambda_range: tuple[float, float] | None = None, extend: tuple[int, int] = (0, 0)) -> Path:
+                      lambda_range: tuple[float, float] | None = None, extend: tuple[int, int] = (0, 0),
+                      synthesis_only: bool = False) -> Path:
     """Train (resuming from config.out_dir) and export EMA weights at every checkpoint.
 
     ``init``: weights to start from when the run folder has no checkpoint yet (e.g. continue
     the shipped model); its architecture replaces ``model_config``. ``lambda_range``: new
     (λ at rate 0, λ at rate 1); the learned gains adapt to it, e.g. to widen the bitrate range
     of a trained model. ``extend`` = (low, high): add that many gain levels below and above
-    ``init``'s rate range and train only those (see the module docstring)."""
+    ``init``'s rate range and train only those; ``synthesis_only``: train only the decoder side
+    of ``init`` (both in the module docstring)."""
     if any(extend) and (init is None or lambda_range is not None):
         raise ValueError("extending the rate range needs init weights and keeps their λ range")
+    if synthesis_only and (init is None or lambda_range is not None or any(extend)):
+        raise ValueError("fine-tuning the synthesis needs init weights and keeps everything else")
     prior_steps = 0
     if init is not None:
         _, config_dict, init_extra = read_metadata(init)
@@ -120,6 +157,9 @@ def train_autoencoder(data: PhotoSet, val: PhotoSet, config: TrainConfig,
     if any(extend):
         model = model.extended(*extend)  # a resumed checkpoint then overwrites its state
         loss_fn = partial(rd_loss, ends=train_only_outer_levels(model, *extend))
+    if synthesis_only:
+        train_only_synthesis(model)
+        loss_fn = synthesis_loss
     trainer = Trainer(model, loss_fn, data.crops(config.crop, config.batch, config.seed), config, on_checkpoint)
     trainer.run()
     return export_path

@@ -41,6 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(one λ step each) and train only those, to widen the bitrate range; every other "
                         "weight stays as it was (old rate r becomes (LOW + r·(L−1)) / (L−1+LOW+HIGH) for "
                         "L old levels)")
+    p.add_argument("--synthesis-only", action="store_true",
+                   help="autoencoder: fine-tune only the decoder side of --init (g_s and the inverse gains) "
+                        "on hard-quantised latents; the encoder and entropy model stay frozen, so every "
+                        "file keeps its bytes and only the reconstruction changes")
     p.add_argument("--autoencoder", type=Path, default=None,
                    help="frozen autoencoder weights for the decoder stages (default: the shipped ones)")
     p.add_argument("--init", type=Path, default=None,
@@ -76,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
 
     if any(args.extend) and (args.stage != "autoencoder" or args.init is None or args.lambda_range):
         raise HfdError("--extend needs the autoencoder stage and --init, and keeps the λ range of --init")
+    if args.synthesis_only and (args.stage != "autoencoder" or args.init is None or args.lambda_range
+                                or any(args.extend)):
+        raise HfdError("--synthesis-only needs the autoencoder stage and --init, and no --extend or --lambda-range")
     train_paths, val_paths = split_photos(args.data)
     if not train_paths:
         raise HfdError(f"no training images found in {args.data} (fetch some with `hfd data fetch DIR`)")
@@ -91,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         from .train_autoencoder import train_autoencoder
 
         path = train_autoencoder(train, val, config, init=args.init, lambda_range=args.lambda_range,
-                                 extend=args.extend)
+                                 extend=args.extend, synthesis_only=args.synthesis_only)
     else:
         from .train_decoder import train_decoder
         from .unet import UNetConfig

@@ -151,3 +151,32 @@ def test_extend_trains_only_the_new_outer_gain_levels(tmp_path):
         assert not torch.equal(after["log_gain"][row], start["log_gain"][row].bfloat16().float())
     with pytest.raises(ValueError, match="needs init weights"):
         train_autoencoder(_photos(), _photos(1), config, extend=(1, 0))
+
+
+def test_synthesis_only_changes_the_reconstruction_but_not_one_byte_of_any_file(tmp_path):
+    weights = write_tiny_weights(tmp_path / "w")
+    init = HyperpriorAutoencoder(TINY_AUTOENCODER)
+    load_state(weights / "autoencoder.safetensors", init, "autoencoder")
+    config = TrainConfig(out_dir=tmp_path / "ae", steps=3, batch=2, crop=64, warmup=1, lr=0.01, log_every=1,
+                         checkpoint_every=3, bf16=False, device="cpu")
+    path = train_autoencoder(_photos(), _photos(1), config, init=weights / "autoencoder.safetensors",
+                             synthesis_only=True)
+    tuned = HyperpriorAutoencoder(TINY_AUTOENCODER)
+    load_state(path, tuned, "autoencoder")
+    before, after = init.state_dict(), tuned.state_dict()
+    decoder_side = [name for name in before if name.startswith("g_s.") or name == "log_inv_gain"]
+    assert all(not torch.equal(before[name], after[name]) for name in decoder_side if name.endswith("weight"))
+    # Coding tables are rebuilt from the (frozen) densities on load, hence left out here.
+    assert all(torch.equal(before[name], after[name]) for name in before
+               if name not in decoder_side and not name.endswith(".table"))
+    init.update_tables()
+    tuned.update_tables()
+    x = torch.rand(1, 3, 64, 128)
+    with torch.no_grad():
+        for rate in (0.0, 0.5, 1.0):
+            old, new = init.code_latents(init.analyze(x), rate), tuned.code_latents(tuned.analyze(x), rate)
+            assert old.segments == new.segments and old.latent_crc == new.latent_crc
+        y_hat = tuned.decode_latents(new.segments, 1.0, (64, 128))
+        assert not torch.equal(tuned.synthesize(y_hat), init.synthesize(y_hat))
+    with pytest.raises(ValueError, match="fine-tuning the synthesis needs init weights"):
+        train_autoencoder(_photos(), _photos(1), config, synthesis_only=True)
