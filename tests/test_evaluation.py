@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ from engine import evaluation as ev
 from engine import metrics
 from engine.api import DecodeSettings, Encoded, ModelInfo
 from engine.cli import main
+from engine.errors import HfdError
 from engine.errors import SettingsError
 from engine.testing import write_tiny_weights
 from photo_like import photo_like, single_thread  # noqa: F401 (autouse fixture)
@@ -212,3 +214,18 @@ def test_bd_rates_compare_the_autoencoder_against_each_baseline():
             + rows("jpeg", 1.0) + rows("jpeg", 1.0, "b", 5.0))
     assert eval_summary.bd_rates(both, "ae", ["jpeg"])["psnr"]["jpeg"] == pytest.approx(-50.0, abs=0.1)
     assert eval_summary.ms_ssim_db(0.99) == pytest.approx(20.0) and eval_summary.ms_ssim_db(1.0) is None
+
+
+def test_a_run_folder_is_never_resumed_with_other_weights(images, tmp_path):
+    """Rows of other weights (autoencoder or decoder) would silently mix into the report."""
+    out = tmp_path / "out"
+    ev.Evaluation(FakeEngine(), config(images, out)).run()
+    assert json.loads((out / "weights.json").read_text())["weights_hash"] == "0123456789abcdef"
+    for change in ({"weights_hash": "fedcba9876543210"}, {"decoder_hashes": {"diffusion": "00000000000000ff"}}):
+        other = FakeEngine()
+        other.info = dataclasses.replace(other.info, **change)
+        with pytest.raises(HfdError, match="holds results of other weights"):
+            ev.Evaluation(other, config(images, out))
+    (out / "weights.json").unlink()  # a folder written before the record existed
+    with pytest.raises(HfdError, match="without a record of their weights"):
+        ev.Evaluation(FakeEngine(), config(images, out))
