@@ -11,8 +11,8 @@ plots and report.md."""
 from __future__ import annotations
 
 import csv
-import json
 import dataclasses
+import json
 import re
 import time
 from dataclasses import dataclass
