@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,13 +130,19 @@ def test_two_process_ddp_run_under_torchrun_trains_and_exports(tmp_path):
     assert [json.loads(line)["step"] for line in (out / "train.log").read_text().splitlines()] == [2]
 
 
-def test_extend_trains_only_the_new_outer_gain_levels(tmp_path):
+def _continue_tiny_autoencoder(tmp_path, lr: float, **options) -> tuple[HyperpriorAutoencoder, Path, TrainConfig]:
+    """Train 3 steps from tiny weights with ``options``: (the initial model, the export, the config)."""
     weights = write_tiny_weights(tmp_path / "w")
     init = HyperpriorAutoencoder(TINY_AUTOENCODER)
     load_state(weights / "autoencoder.safetensors", init, "autoencoder")
-    config = TrainConfig(out_dir=tmp_path / "ae", steps=3, batch=2, crop=64, warmup=1, lr=0.1, log_every=1,
+    config = TrainConfig(out_dir=tmp_path / "ae", steps=3, batch=2, crop=64, warmup=1, lr=lr, log_every=1,
                          checkpoint_every=3, bf16=False, device="cpu")
-    path = train_autoencoder(_photos(), _photos(1), config, init=weights / "autoencoder.safetensors", extend=(1, 1))
+    return init, train_autoencoder(_photos(), _photos(1), config, init=weights / "autoencoder.safetensors",
+                                   **options), config
+
+
+def test_extend_trains_only_the_new_outer_gain_levels(tmp_path):
+    init, path, config = _continue_tiny_autoencoder(tmp_path, 0.1, extend=(1, 1))
     levels = TINY_AUTOENCODER.levels
     assert read_metadata(path)[1]["levels"] == levels + 2
     trained = HyperpriorAutoencoder(init.extended(1, 1).config)
@@ -154,13 +161,7 @@ def test_extend_trains_only_the_new_outer_gain_levels(tmp_path):
 
 
 def test_synthesis_only_changes_the_reconstruction_but_not_one_byte_of_any_file(tmp_path):
-    weights = write_tiny_weights(tmp_path / "w")
-    init = HyperpriorAutoencoder(TINY_AUTOENCODER)
-    load_state(weights / "autoencoder.safetensors", init, "autoencoder")
-    config = TrainConfig(out_dir=tmp_path / "ae", steps=3, batch=2, crop=64, warmup=1, lr=0.01, log_every=1,
-                         checkpoint_every=3, bf16=False, device="cpu")
-    path = train_autoencoder(_photos(), _photos(1), config, init=weights / "autoencoder.safetensors",
-                             synthesis_only=True)
+    init, path, config = _continue_tiny_autoencoder(tmp_path, 0.01, synthesis_only=True)
     tuned = HyperpriorAutoencoder(TINY_AUTOENCODER)
     load_state(path, tuned, "autoencoder")
     before, after = init.state_dict(), tuned.state_dict()
