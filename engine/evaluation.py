@@ -118,19 +118,19 @@ class EvalConfig:
 
 # ---- resumable storage -----------------------------------------------------------------------------
 
-def check_weights_record(out: Path, info: ModelInfo) -> None:
+def check_weights_record(out: Path, info: ModelInfo, has_rows: bool) -> None:
     """Resuming must never mix rows of two sets of weights: OUT/weights.json names the weights
     its rows came from, and a run with other weights (or a folder of rows without the record)
     is refused instead of silently reusing stale rows."""
     record = {"model_id": info.model_id, "weights_hash": info.weights_hash,
               "decoder_hashes": dict(sorted(info.decoder_hashes.items()))}
-    path, rows = out / "weights.json", out / "rows.csv"
+    path = out / "weights.json"
     if path.is_file():
         stored = json.loads(path.read_text())
         if stored != record:
             raise HfdError(f"{out} holds results of other weights ({stored.get('weights_hash')}, decoders "
                            f"{stored.get('decoder_hashes')}); use a new --out or delete it")
-    elif rows.is_file() and len(rows.read_text().splitlines()) > 1:
+    elif has_rows:
         raise HfdError(f"{out} holds results without a record of their weights; use a new --out or delete it")
     else:
         path.write_text(json.dumps(record, indent=1) + "\n")
@@ -254,8 +254,8 @@ class Evaluation:
         config.out.mkdir(parents=True, exist_ok=True)
         if config.sweep:
             self.sweep_plan()  # a bad sweep fails now, not after the main grid
-        check_weights_record(config.out, self.info)
         self.rows = CsvLog(config.out / "rows.csv", ROW_FIELDS, ("image", "target_bpp", "method"))
+        check_weights_record(config.out, self.info, has_rows=bool(self.rows.rows))
         self.features = FeatureStore(config.out / "features")
         self._warmed_up = False
 
