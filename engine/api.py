@@ -3,7 +3,7 @@
     engine = Engine()                                  # shipped weights, CUDA if present
     enc = engine.encode(rgb, bpp=0.2)                  # -> Encoded (the whole .hfd file)
     x_ae = engine.decode_ae(enc.data)                  # autoencoder-only decode
-    x = engine.refine(x_ae, DecodeSettings("flow", steps=4), on_step=cb, cancel=tok)
+    x = engine.refine(x_ae, DecodeSettings("flow", steps=4), rate=enc.rate, on_step=cb, cancel=tok)
 
 Images cross this boundary as numpy uint8 arrays of shape H×W×3 (RGB)."""
 from __future__ import annotations
@@ -272,9 +272,11 @@ class Engine:
                 x_hat = self.autoencoder.synthesize(y_hat)
         return to_uint8(x_hat[..., :h, :w])
 
-    def refine(self, x_ae: np.ndarray, settings: DecodeSettings, on_step: StepCallback | None = None,
-               cancel: CancelToken | None = None) -> np.ndarray:
-        """Run the score-based decoder on an autoencoder decode (no bits involved)."""
+    def refine(self, x_ae: np.ndarray, settings: DecodeSettings, *, rate: float | None = None,
+               on_step: StepCallback | None = None, cancel: CancelToken | None = None) -> np.ndarray:
+        """Run the score-based decoder on an autoencoder decode (no bits involved). ``rate``:
+        the rate its file was coded at (``Encoded.rate``, the header's), which rate-conditioned
+        decoders need (a SettingsError says so when it is missing)."""
         if settings.decoder == "ae":
             return x_ae
         decoder = self.decoder(settings.decoder)
@@ -282,12 +284,14 @@ class Engine:
         with self._oom_guard(h, w):
             out = decoder.refine(to_tensor(x_ae).to(self.device), steps=settings.steps, shift=settings.shift,
                                  noise=settings.noise, seed=settings.seed, realism=settings.realism,
-                                 solver=settings.solver, on_step=on_step, cancel=cancel, device=self.device)
+                                 solver=settings.solver, on_step=on_step, cancel=cancel, device=self.device,
+                                 rate=rate)
         return to_uint8(out)
 
     def decode(self, data: bytes, settings: DecodeSettings, on_step: StepCallback | None = None,
                cancel: CancelToken | None = None) -> np.ndarray:
-        return self.refine(self.decode_ae(data), settings, on_step, cancel)
+        rate = bitstream.unpack(data)[0].rate
+        return self.refine(self.decode_ae(data), settings, rate=rate, on_step=on_step, cancel=cancel)
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._fast)

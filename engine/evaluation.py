@@ -309,7 +309,7 @@ class Evaluation:
             return
         x_ae = self.engine.decode_ae(encoded.data)
         for method in self.learned:
-            self.engine.refine(x_ae, method.settings)
+            self.engine.refine(x_ae, method.settings, rate=encoded.rate)
 
     def _evaluate_point(self, index: int, bpp: float, todo: list[Method]) -> None:
         name, rgb = self.names[index], self._load(index)
@@ -340,7 +340,7 @@ class Evaluation:
             ae_s = time.perf_counter() - start
             for method in learned_todo:
                 start = time.perf_counter()
-                decoded = self.engine.refine(x_ae, method.settings)
+                decoded = self.engine.refine(x_ae, method.settings, rate=encoded.rate)
                 decode_s = ae_s + (time.perf_counter() - start if method.settings.decoder != "ae" else 0.0)
                 self._finish(index, method, bpp, base, rgb, decoded, window, nbytes=encoded.nbytes,
                              encode_s=encode_s, decode_s=decode_s)
@@ -420,7 +420,7 @@ class Evaluation:
             setting = int(value) if parameter == "steps" else value
             settings = dataclasses.replace(method.settings, **{parameter: setting})
             start = time.perf_counter()
-            decoded = self.engine.refine(x_ae, settings)
+            decoded = self.engine.refine(x_ae, settings, rate=encoded.rate)
             decode_s = time.perf_counter() - start
             self._record(f"sweep-{parameter}-{method.settings.decoder}-{value:g}@{bpp:g}", name, decoded)
             log.append({"image": name, "target_bpp": bpp, "method": method.settings.decoder, "parameter": parameter,

@@ -76,9 +76,10 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
-def network_call(net: ConditionalUNet, device: torch.device, fast: bool) -> NetworkFn:
+def network_call(net: ConditionalUNet, device: torch.device, fast: bool, rate: float | None = None) -> NetworkFn:
     """``net`` as the samplers call it, returning fp32: with ``fast``, bf16 autocast and
-    channels_last (the net is converted in place; call this outside inference mode)."""
+    channels_last (the net is converted in place; call this outside inference mode). ``rate``
+    is passed on to a rate-conditioned network."""
     if fast:
         net.to(memory_format=torch.channels_last)
 
@@ -87,7 +88,7 @@ def network_call(net: ConditionalUNet, device: torch.device, fast: bool) -> Netw
             z = z.contiguous(memory_format=torch.channels_last)
             x_ae = x_ae.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=fast):
-            return net(z, x_ae, level).float()
+            return net(z, x_ae, level, rate).float()
 
     return run
 
@@ -106,6 +107,11 @@ class ScoreDecoder:
         self.net = net.eval()
         self.kind = kind
         self.facts = facts
+
+    @property
+    def needs_rate(self) -> bool:
+        """Whether ``refine`` needs the rate x_ae was coded at."""
+        return self.net.config.rate_conditioning
 
     @property
     def device(self) -> torch.device:
@@ -144,8 +150,12 @@ class ScoreDecoder:
     def refine(self, x_ae: torch.Tensor, steps: int = 16, shift: float = 1.0, noise: float = 0.0,
                seed: int = 0, realism: float = 1.0, solver: Solver = "euler",
                on_step: Optional[StepCallback] = None, cancel: Optional[CancelToken] = None,
-               tile_size: int = DEFAULT_TILE, device: torch.device | str | None = None) -> torch.Tensor:
+               tile_size: int = DEFAULT_TILE, device: torch.device | str | None = None,
+               rate: float | None = None) -> torch.Tensor:
         """Sample detail onto ``x_ae`` (1×3×H×W in [0, 1]); returns 1×3×H×W in [0, 1] on x_ae's device.
+
+        ``rate``: the autoencoder rate x_ae was coded at (the .hfd header's), which a
+        rate-conditioned decoder needs (``needs_rate``) and any other ignores.
 
         diffusion: ``shift`` is the logSNR shift, ``noise`` the sampler noise γ (0 = DDIM,
         1 = DDPM). flow: ``noise`` scales the start noise (1 = as trained), ``solver`` picks
@@ -155,12 +165,16 @@ class ScoreDecoder:
         if x_ae.ndim != 4 or x_ae.shape[:2] != (1, 3):
             raise ImageError(f"expected a 1×3×H×W image tensor, got shape {tuple(x_ae.shape)}")
         self.check_settings(steps, shift, noise, realism, solver, seed)
+        if self.needs_rate and (rate is None or not 0.0 <= rate <= 1.0):
+            raise SettingsError(f"this {self.kind} decoder is rate-conditioned: it needs the rate in [0, 1] "
+                                f"that x_ae was coded at, got {rate}")
         steps, seed = int(steps), int(seed)
         device = torch.device(device) if device is not None else self.device
         self.net.to(device)  # outside inference mode, so the parameters stay trainable
         cond = x_ae.to(device, torch.float32)
         fast = device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
-        fn = tiled(network_call(self.net, device, fast), tile=tile_size, overlap=tile_size // 8,
+        network = network_call(self.net, device, fast, rate if self.needs_rate else None)
+        fn = tiled(network, tile=tile_size, overlap=tile_size // 8,
                    batch=TILE_BATCH.get(device.type, 1), multiple=self.net.config.size_multiple, cancel=cancel)
         generator = torch.Generator().manual_seed(seed)
         start = time.perf_counter()

@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init", type=Path, default=None,
                    help="weights to start from when --out has no checkpoint (e.g. assets/weights/flow.safetensors)")
     p.add_argument("--base", type=int, default=None, help="decoder UNet base width (default: UNetConfig's)")
+    p.add_argument("--condition-on-rate", action="store_true",
+                   help="decoders: tell the network the rate each x_ae was coded at (a network from --init "
+                        "without it gains it, starting out unchanged)")
     p.set_defaults(run=run)
 
 
@@ -83,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     if args.synthesis_only and (args.stage != "autoencoder" or args.init is None or args.lambda_range
                                 or any(args.extend)):
         raise HfdError("--synthesis-only needs the autoencoder stage and --init, and no --extend or --lambda-range")
+    if args.condition_on_rate and args.stage == "autoencoder":
+        raise HfdError("--condition-on-rate is for the diffusion and flow stages")
     train_paths, val_paths = split_photos(args.data)
     if not train_paths:
         raise HfdError(f"no training images found in {args.data} (fetch some with `hfd data fetch DIR`)")
@@ -105,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
         unet = UNetConfig(base=args.base) if args.base else UNetConfig()
         ae_path = args.autoencoder or default_weights_dir() / "autoencoder.safetensors"
-        path = train_decoder(args.stage, ae_path, train, val, config, unet, init=args.init)
+        path = train_decoder(args.stage, ae_path, train, val, config, unet, init=args.init,
+                             condition_on_rate=args.condition_on_rate)
     print(f"weights: {path}")
     return 0

@@ -1,8 +1,10 @@
 """Stages 2 and 3: train the diffusion or rectified-flow decoder on (x_ae, x) pairs made on
-the fly by the frozen autoencoder at rates r ~ U(0, 1), so one decoder serves every bitrate."""
+the fly by the frozen autoencoder at rates r ~ U(0, 1), so one decoder serves every bitrate.
+A rate-conditioned network is also told each pair's r."""
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -29,20 +31,23 @@ def load_frozen_autoencoder(path: str | Path) -> HyperpriorAutoencoder:
     return ae.eval().requires_grad_(False)
 
 
-def make_pairs(ae: HyperpriorAutoencoder, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """x_ae at a random rate per sample, rounded to 8 bits as the real decode delivers it."""
+def make_pairs(ae: HyperpriorAutoencoder, x: Tensor,
+               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """(x_ae, rate): x_ae at a random rate per sample, rounded to 8 bits as the real decode
+    delivers it, and those rates."""
     rate = torch.rand(x.shape[0], generator=generator).to(x.device)
-    return torch.round(ae.reconstruct(x, rate) * 255) / 255
+    return torch.round(ae.reconstruct(x, rate) * 255) / 255, rate
 
 
 def decoder_loss(kind: DecoderKind, ae: HyperpriorAutoencoder, facts: TrainedFacts,
                  generator: torch.Generator | None = None) -> Callable[[nn.Module, Tensor], tuple[Tensor, dict]]:
     def loss_fn(net: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, float]]:
-        x_ae = make_pairs(ae, x, generator)
+        x_ae, rate = make_pairs(ae, x, generator)
+        network = partial(net, rate=rate)  # a network without rate conditioning ignores it
         if kind == "diffusion":
-            loss = diffusion_loss(net, x, x_ae, facts.shift_range, generator, facts.residual_sigma)
+            loss = diffusion_loss(network, x, x_ae, facts.shift_range, generator, facts.residual_sigma)
         else:
-            loss = flow_loss(net, x, x_ae, facts.flow_sigma, generator, facts.residual_sigma)
+            loss = flow_loss(network, x, x_ae, facts.flow_sigma, generator, facts.residual_sigma)
         return loss, {}
 
     return loss_fn
@@ -50,16 +55,21 @@ def decoder_loss(kind: DecoderKind, ae: HyperpriorAutoencoder, facts: TrainedFac
 
 def train_decoder(kind: DecoderKind, autoencoder_path: str | Path, data: PhotoSet, val: PhotoSet,
                   config: TrainConfig, unet: UNetConfig = UNetConfig(),
-                  facts: TrainedFacts = TrainedFacts(), init: Path | None = None) -> Path:
+                  facts: TrainedFacts = TrainedFacts(), init: Path | None = None,
+                  condition_on_rate: bool = False) -> Path:
     """Train (resuming from config.out_dir); export EMA weights and a fixed-noise validation
     loss at every checkpoint. ``init``: decoder weights to start from when the run folder has
-    no checkpoint yet; their architecture and trained facts replace ``unet`` and ``facts``."""
-    net, prior_steps = ConditionalUNet(unet), 0
+    no checkpoint yet; their architecture and trained facts replace ``unet`` and ``facts``.
+    ``condition_on_rate``: add rate conditioning (to ``unet``, or to the network of ``init``,
+    which then starts out computing exactly what it did)."""
+    net, prior_steps = ConditionalUNet(replace(unet, rate_conditioning=unet.rate_conditioning or condition_on_rate)), 0
     if init is not None:
         start = ScoreDecoder.load(init)
         if start.kind != kind:
             raise WeightsError(f"{init} holds a {start.kind} decoder, not a {kind} decoder")
         net, facts, prior_steps = start.net.float().train(), start.facts, start.facts.train_steps
+        if condition_on_rate and not net.config.rate_conditioning:
+            net = net.with_rate_conditioning().train()
     export_path = Path(config.out_dir) / f"{kind}.safetensors"
     ae = load_frozen_autoencoder(autoencoder_path)
     val_crops = val.crops(config.crop, config.batch, seed=12345) if val.images else None

@@ -6,13 +6,16 @@
 
 The noisy image and the autoencoder reconstruction are stacked on channels; the noise
 level (logSNR for diffusion, t for flow) enters every ResBlock as a per-channel scale and
-shift of its normalised activations. The space-to-depth stem runs the whole network at
+shift of its normalised activations. Optionally the autoencoder's rate control enters the
+same way (added to the level embedding): without it the network has to guess from x_ae how
+much x_ae lacks, and one correction for every rate over-sharpens the high rates, where
+x_ae lacks little. The space-to-depth stem runs the whole network at
 half resolution, which cuts its cost about 4× on a CPU; optional self-attention runs only
 at the lowest resolution, where it is cheap."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable
 
 import torch
@@ -40,6 +43,8 @@ class UNetConfig:
     head_dim: int = 64  # channels per attention head
     groups: int = 8  # GroupNorm groups
     level_dim: int = 128  # width of the noise-level embedding
+    # Also condition on the rate ∈ [0, 1] the autoencoder coded x_ae at (the .hfd header's).
+    rate_conditioning: bool = False
 
     @property
     def size_multiple(self) -> int:
@@ -62,18 +67,22 @@ class UNetConfig:
 
 
 class LevelEmbedding(nn.Module):
-    """Fourier features of a scalar noise level, then an MLP.
+    """Fourier features of a scalar, then an MLP.
 
-    Frequencies span 1/16 … 256 radians per unit, so one embedding resolves both a flow
-    time t ∈ [0, 1] and a logSNR of tens of units. Computed in fp32 even under autocast:
-    sin of arguments in the thousands is meaningless in bf16."""
+    By default frequencies span 1/16 … 256 radians per unit, so one embedding resolves both
+    a flow time t ∈ [0, 1] and a logSNR of tens of units. Computed in fp32 even under
+    autocast: sin of arguments in the thousands is meaningless in bf16. ``zero_output``
+    starts the embedding at 0, so adding it to a trained network changes nothing at first."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, lowest: float = 1 / 16, highest: float = 256.0, zero_output: bool = False):
         super().__init__()
         half = dim // 2
-        self.register_buffer("freqs", torch.logspace(math.log10(1 / 16), math.log10(256), half),
+        self.register_buffer("freqs", torch.logspace(math.log10(lowest), math.log10(highest), half),
                              persistent=False)
         self.mlp = nn.Sequential(nn.Linear(2 * half, dim), nn.SiLU(), nn.Linear(dim, dim))
+        if zero_output:
+            nn.init.zeros_(self.mlp[-1].weight)
+            nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, level: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=level.device.type, enabled=False):
@@ -144,8 +153,9 @@ class ConditionalUNet(nn.Module):
     """v(z, x_ae, level): predicts a 3-channel field (v for diffusion, velocity for flow).
 
     ``z`` and ``x_ae`` are N×3×H×W with H, W multiples of ``config.size_multiple``;
-    ``level`` has shape [N]. The output layer is zero-initialised, so an untrained
-    network predicts 0 everywhere."""
+    ``level`` has shape [N]; ``rate`` (a number or shape [N]) is required by a
+    rate-conditioned network and ignored by any other. The output layer is
+    zero-initialised, so an untrained network predicts 0 everywhere."""
 
     def __init__(self, config: UNetConfig = UNetConfig()):
         super().__init__()
@@ -153,6 +163,8 @@ class ConditionalUNet(nn.Module):
         c, g, e = config.base, config.groups, config.level_dim
         widths = [c * m for m in config.mults]
         self.level_embedding = LevelEmbedding(e)
+        # rate ∈ [0, 1]: wavelengths from 12.6 down to 0.1, fine enough for neighbouring λ levels
+        self.rate_embedding = LevelEmbedding(e, 1 / 2, 64.0, zero_output=True) if config.rate_conditioning else None
         self.stem = nn.Conv2d(6 * 4, widths[0], 3, padding=1)
 
         self.down = nn.ModuleList()
@@ -184,11 +196,27 @@ class ConditionalUNet(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, z: torch.Tensor, x_ae: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    def with_rate_conditioning(self) -> "ConditionalUNet":
+        """A rate-conditioned copy of this network that computes exactly what it does (the
+        new rate embedding starts at zero), to be fine-tuned with the rate."""
+        if self.config.rate_conditioning:
+            raise ValueError("this UNet is already rate-conditioned")
+        net = ConditionalUNet(replace(self.config, rate_conditioning=True))
+        missing, unexpected = net.load_state_dict(self.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("rate_embedding.") for k in missing), (missing, unexpected)
+        return net.to(next(self.parameters()).device)
+
+    def forward(self, z: torch.Tensor, x_ae: torch.Tensor, level: torch.Tensor,
+                rate: torch.Tensor | float | None = None) -> torch.Tensor:
         m = self.config.size_multiple
         if z.shape[-2] % m or z.shape[-1] % m:
             raise ValueError(f"UNet input {tuple(z.shape[-2:])} is not a multiple of {m}")
         emb = self.level_embedding(level)
+        if self.rate_embedding is not None:
+            if rate is None:
+                raise ValueError("this UNet is rate-conditioned: pass the autoencoder rate of x_ae")
+            rate = torch.as_tensor(rate, dtype=torch.float32, device=z.device).reshape(-1).expand(z.shape[0])
+            emb = emb + self.rate_embedding(rate)
         h = self.stem(F.pixel_unshuffle(torch.cat([z, x_ae], dim=1), 2))
         skips = [h]
         for layer in self.down:

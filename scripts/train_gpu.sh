@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One time-budgeted training pass on a GPU: continue the shipped autoencoder, then fine-tune
 # the diffusion and flow decoders on its outputs, side by side on the same GPU (each is too
-# small to fill it alone). Rerunning with the same RUNS folder resumes every stage.
+# small to fill it alone), told the rate of each output (--condition-on-rate). Rerunning with
+# the same RUNS folder resumes every stage.
 #
 #   scripts/train_gpu.sh [DATA [RUNS [AE_SECONDS [DECODER_SECONDS]]]]
 #
@@ -37,7 +38,7 @@ fi
 for kind in diffusion flow; do
     timeout $((DECODER_SECONDS + 120)) python3 -m engine.cli train "$kind" "${common[@]}" \
         --out "$RUNS/$kind" --init "$WEIGHTS/$kind.safetensors" --autoencoder "$AE" \
-        --time-limit "$DECODER_SECONDS" --checkpoint-every 1000 \
+        --time-limit "$DECODER_SECONDS" --checkpoint-every 1000 --condition-on-rate \
         >"$RUNS/$kind.out" 2>&1 &
 done
 wait

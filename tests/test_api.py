@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from engine import bitstream
 from engine.api import DecodeSettings, Engine
@@ -7,7 +8,9 @@ from engine.errors import Cancelled, ModelMismatchError, SettingsError, WeightsE
 from engine.errors import ImageError
 from engine.images import Colour
 from engine.progress import CancelToken
-from engine.testing import write_tiny_weights
+from engine.score_decoder import ScoreDecoder
+from engine.testing import TINY_UNET, write_tiny_weights
+from engine.unet import ConditionalUNet
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +103,8 @@ def test_decoders_load_once_on_first_use(tmp_path, photo):
 
 
 def test_refine_streams_steps_and_cancels(engine, photo):
-    x_ae = engine.decode_ae(engine.encode(photo, rate=0.5).data)
+    enc = engine.encode(photo, rate=0.5)
+    x_ae = engine.decode_ae(enc.data)
     seen = []
     out = engine.refine(x_ae, DecodeSettings("flow", steps=3), on_step=seen.append)
     assert out.shape == photo.shape and [s.index for s in seen] == [1, 2, 3]
@@ -111,7 +115,7 @@ def test_refine_streams_steps_and_cancels(engine, photo):
             token.cancel()
 
     with pytest.raises(Cancelled):
-        engine.refine(x_ae, DecodeSettings("diffusion", steps=5), on_step=cancel_at_two, cancel=token)
+        engine.refine(x_ae, DecodeSettings("diffusion", steps=5), rate=enc.rate, on_step=cancel_at_two, cancel=token)
 
 
 def test_ae_decoder_returns_autoencoder_output(engine, photo):
@@ -123,3 +127,21 @@ def test_side_over_the_format_limit_is_an_image_error(engine, monkeypatch):
     monkeypatch.setattr(bitstream, "MAX_SIDE", 64)
     with pytest.raises(ImageError, match="side over 64"):
         engine.encode(np.zeros((10, 65, 3), np.uint8), rate=0.5)
+
+
+def test_a_rate_conditioned_decoder_gets_the_rate_of_the_file(tmp_path, photo):
+    weights = write_tiny_weights(tmp_path)
+    torch.manual_seed(0)
+    net = ConditionalUNet(TINY_UNET).with_rate_conditioning()
+    for p in net.parameters():  # as if trained: the output depends on every input, the rate included
+        torch.nn.init.normal_(p, std=0.05)
+    ScoreDecoder(net, "diffusion").save(weights / "diffusion.safetensors")
+    engine = Engine(weights, device="cpu")
+    settings = DecodeSettings("diffusion", steps=2)
+    enc = engine.encode(photo, rate=0.3)
+    x_ae = engine.decode_ae(enc.data)
+    with pytest.raises(SettingsError, match="rate-conditioned"):
+        engine.refine(x_ae, settings)
+    decoded = engine.decode(enc.data, settings)
+    np.testing.assert_array_equal(decoded, engine.refine(x_ae, settings, rate=enc.rate))
+    assert not np.array_equal(decoded, engine.refine(x_ae, settings, rate=0.9))

@@ -240,3 +240,8 @@ def test_extend_needs_the_autoencoder_stage_and_init_weights(args, capsys):
 def test_synthesis_only_needs_the_autoencoder_stage_and_init_weights(args, capsys):
     assert main(["train", *args, "--data", "/nonexistent", "--synthesis-only"]) != 0
     assert "--synthesis-only needs the autoencoder stage and --init" in capsys.readouterr().err
+
+
+def test_condition_on_rate_is_for_the_decoder_stages(capsys):
+    assert main(["train", "autoencoder", "--data", "/nonexistent", "--condition-on-rate"]) != 0
+    assert "--condition-on-rate is for the diffusion and flow stages" in capsys.readouterr().err

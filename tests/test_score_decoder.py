@@ -135,3 +135,25 @@ def test_a_4000_by_3000_image_decodes_in_bounded_memory():
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert out.shape == image.shape
     assert grown < 3 * 2 ** 20, f"peak memory grew by {grown / 2 ** 20:.1f} GiB"
+
+
+def test_a_rate_conditioned_decoder_needs_the_rate_and_keeps_it_through_a_file(tmp_path):
+    dec = decoder("diffusion")
+    dec = ScoreDecoder(dec.net.with_rate_conditioning(), "diffusion", FACTS)
+    torch.nn.init.normal_(dec.net.rate_embedding.mlp[-1].weight, std=0.5)
+    image = x_ae()
+    assert dec.needs_rate and not decoder("diffusion").needs_rate
+    for rate in (None, 1.5):
+        with pytest.raises(SettingsError, match="rate-conditioned: it needs the rate"):
+            dec.refine(image, steps=2, rate=rate)
+    low = dec.refine(image, steps=2, rate=0.1)
+    assert not torch.allclose(low, dec.refine(image, steps=2, rate=0.9), atol=1e-3)
+    dec.save(tmp_path / "d.safetensors")
+    loaded = ScoreDecoder.load(tmp_path / "d.safetensors")
+    assert loaded.needs_rate
+    assert torch.allclose(loaded.refine(image, steps=2, rate=0.1), low, atol=0.02)  # weights stored in bf16
+
+
+def test_a_decoder_without_rate_conditioning_ignores_the_rate():
+    dec = decoder("flow")
+    assert torch.equal(dec.refine(x_ae(), steps=2, rate=0.7), dec.refine(x_ae(), steps=2))

@@ -12,6 +12,7 @@ from engine.testing import TINY_AUTOENCODER, TINY_UNET, write_tiny_weights
 from engine.train_autoencoder import train_autoencoder, validate
 from engine.train_decoder import train_decoder
 from engine.training import TrainConfig
+from engine.unet import ConditionalUNet
 from engine.weights import load_state, read_metadata
 
 
@@ -100,6 +101,27 @@ def test_init_continues_from_shipped_weights(tmp_path):
     # The parameterisation travels with the weights: continuing keeps the init file's prior.
     assert ScoreDecoder.load(flow).facts.residual_sigma == ScoreDecoder.load(weights / "flow.safetensors").facts.residual_sigma
     assert read_metadata(path)[2]["steps"] == 1
+
+
+def test_condition_on_rate_extends_an_init_decoder_and_trains_its_rate_embedding(tmp_path):
+    weights = write_tiny_weights(tmp_path / "w")
+    init = ScoreDecoder(ConditionalUNet(TINY_UNET), "diffusion")  # without rate conditioning
+    for p in init.net.parameters():  # as if trained: gradients reach every layer from the first step
+        if p.ndim > 1 and torch.count_nonzero(p) == 0:
+            torch.nn.init.normal_(p, std=0.05)
+    init.save(weights / "diffusion.safetensors")
+    path = train_decoder("diffusion", weights / "autoencoder.safetensors", _photos(), _photos(1),
+                         _config(tmp_path / "run", 2), init=weights / "diffusion.safetensors", condition_on_rate=True)
+    decoder = ScoreDecoder.load(path)
+    assert decoder.needs_rate and decoder.facts.train_steps == 2
+    assert decoder.net.config.base == TINY_UNET.base  # the init file's architecture, plus the rate
+    # It starts at zero; a nonzero gradient (the loss passes each pair's rate) has moved it.
+    assert torch.count_nonzero(decoder.net.rate_embedding.mlp[-1].weight) > 0
+    # Resuming the run folder (its checkpoint is rate-conditioned too) needs no flag.
+    config = _config(tmp_path / "run", 4)
+    resumed = train_decoder("diffusion", weights / "autoencoder.safetensors", _photos(), _photos(1), config,
+                            init=weights / "diffusion.safetensors", condition_on_rate=True)
+    assert ScoreDecoder.load(resumed).facts.train_steps == 4
 
 
 @pytest.mark.slow

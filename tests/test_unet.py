@@ -66,3 +66,31 @@ def test_bf16_autocast_channels_last_matches_fp32():
         fast = net(z.contiguous(memory_format=torch.channels_last),
                    c.contiguous(memory_format=torch.channels_last), level).float()
     assert torch.allclose(fast, reference, atol=0.05 * reference.abs().max().item())
+
+
+def test_rate_conditioning_starts_as_the_network_it_extends_then_depends_on_the_rate():
+    torch.manual_seed(2)
+    net = ConditionalUNet(TINY)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    conditioned = net.with_rate_conditioning()
+    assert conditioned.config == UNetConfig(**{**TINY.to_dict(), "mults": TINY.mults, "rate_conditioning": True})
+    z, c = inputs()
+    level = torch.tensor([0.3, -2.0])
+    before = net(z, c, level)
+    assert torch.equal(conditioned(z, c, level, torch.tensor([0.1, 0.9])), before)
+    with pytest.raises(ValueError, match="rate-conditioned"):
+        conditioned(z, c, level)
+    with pytest.raises(ValueError, match="already rate-conditioned"):
+        conditioned.with_rate_conditioning()
+    torch.nn.init.normal_(conditioned.rate_embedding.mlp[-1].weight, std=0.5)  # as training would move it
+    low, high = conditioned(z, c, level, 0.2), conditioned(z, c, level, 0.8)
+    assert not torch.allclose(low, high, atol=1e-4)
+    assert torch.equal(low, conditioned(z, c, level, torch.tensor([0.2, 0.2])))  # a number serves the batch
+    assert torch.equal(net(z, c, level, 0.5), before)  # a network without it ignores the rate
+
+
+def test_configs_from_before_rate_conditioning_load_without_it():
+    old = {k: v for k, v in TINY.to_dict().items() if k != "rate_conditioning"}
+    assert UNetConfig.from_dict(old).rate_conditioning is False
+    assert ConditionalUNet(UNetConfig.from_dict(old)).rate_embedding is None

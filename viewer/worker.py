@@ -215,8 +215,8 @@ class EngineWorker(QObject):
             problem = None
             try:
                 refined = self._engine.refine(
-                    x_ae, request.settings, on_step=lambda info: self._report_step(rid, original, info),
-                    cancel=token)
+                    x_ae, request.settings, rate=encoded.rate,
+                    on_step=lambda info: self._report_step(rid, original, info), cancel=token)
             except Cancelled:
                 raise
             except HfdError as exc:  # e.g. no weights for this decoder: the other panes still count
