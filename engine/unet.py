@@ -9,9 +9,9 @@ level (logSNR for diffusion, t for flow) enters every ResBlock as a per-channel 
 shift of its normalised activations. Optionally the autoencoder's rate control enters the
 same way (added to the level embedding): without it the network has to guess from x_ae how
 much x_ae lacks, and one correction for every rate over-sharpens the high rates, where
-x_ae lacks little. The space-to-depth stem runs the whole network at
-half resolution, which cuts its cost about 4× on a CPU; optional self-attention runs only
-at the lowest resolution, where it is cheap."""
+x_ae lacks little. The space-to-depth stem runs the whole network at half resolution,
+which cuts its cost about 4× on a CPU; optional self-attention runs only at the lowest
+resolution, where it is cheap."""
 from __future__ import annotations
 
 import math
