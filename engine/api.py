@@ -259,6 +259,10 @@ class Engine:
 
     def decode_ae(self, data: bytes) -> np.ndarray:
         """Autoencoder-only decode of a .hfd file → uint8 H×W×3."""
+        return self._decode_ae(data)[1]
+
+    def _decode_ae(self, data: bytes) -> tuple["bitstream.HfdHeader", np.ndarray]:
+        """The file's checked header and its autoencoder-only decode, from one parse."""
         header, segments = bitstream.unpack(data)
         bitstream.check_model(header, self.model_id, self.weights_hash)
         h, w = header.height, header.width
@@ -270,7 +274,7 @@ class Engine:
                 y_hat = y_hat.contiguous(memory_format=torch.channels_last)
             with self._autocast():
                 x_hat = self.autoencoder.synthesize(y_hat)
-        return to_uint8(x_hat[..., :h, :w])
+        return header, to_uint8(x_hat[..., :h, :w])
 
     def refine(self, x_ae: np.ndarray, settings: DecodeSettings, *, rate: float | None = None,
                on_step: StepCallback | None = None, cancel: CancelToken | None = None) -> np.ndarray:
@@ -290,8 +294,8 @@ class Engine:
 
     def decode(self, data: bytes, settings: DecodeSettings, on_step: StepCallback | None = None,
                cancel: CancelToken | None = None) -> np.ndarray:
-        rate = bitstream.unpack(data)[0].rate
-        return self.refine(self.decode_ae(data), settings, rate=rate, on_step=on_step, cancel=cancel)
+        header, x_ae = self._decode_ae(data)
+        return self.refine(x_ae, settings, rate=header.rate, on_step=on_step, cancel=cancel)
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._fast)
