@@ -173,8 +173,7 @@ class ScoreDecoder:
         self.net.to(device)  # outside inference mode, so the parameters stay trainable
         cond = x_ae.to(device, torch.float32)
         fast = device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
-        network = network_call(self.net, device, fast, rate if self.needs_rate else None)
-        fn = tiled(network, tile=tile_size, overlap=tile_size // 8,
+        fn = tiled(network_call(self.net, device, fast, rate), tile=tile_size, overlap=tile_size // 8,
                    batch=TILE_BATCH.get(device.type, 1), multiple=self.net.config.size_multiple, cancel=cancel)
         generator = torch.Generator().manual_seed(seed)
         start = time.perf_counter()

@@ -62,14 +62,14 @@ def train_decoder(kind: DecoderKind, autoencoder_path: str | Path, data: PhotoSe
     no checkpoint yet; their architecture and trained facts replace ``unet`` and ``facts``.
     ``condition_on_rate``: add rate conditioning (to ``unet``, or to the network of ``init``,
     which then starts out computing exactly what it did)."""
-    net, prior_steps = ConditionalUNet(replace(unet, rate_conditioning=unet.rate_conditioning or condition_on_rate)), 0
+    net, prior_steps = ConditionalUNet(unet), 0
     if init is not None:
         start = ScoreDecoder.load(init)
         if start.kind != kind:
             raise WeightsError(f"{init} holds a {start.kind} decoder, not a {kind} decoder")
         net, facts, prior_steps = start.net.float().train(), start.facts, start.facts.train_steps
-        if condition_on_rate and not net.config.rate_conditioning:
-            net = net.with_rate_conditioning().train()
+    if condition_on_rate and not net.config.rate_conditioning:
+        net = net.with_rate_conditioning().train()
     export_path = Path(config.out_dir) / f"{kind}.safetensors"
     ae = load_frozen_autoencoder(autoencoder_path)
     val_crops = val.crops(config.crop, config.batch, seed=12345) if val.images else None
