@@ -28,8 +28,8 @@ def write_tiny_weights(folder: str | Path, seed: int = 0, decoders: bool = True)
     ae.update_tables()
     save_weights(folder / "autoencoder.safetensors", ae, "autoencoder", TINY_AUTOENCODER.to_dict(),
                  {"model_id": f"tiny-test-{seed}", "validation": {"bpp@0": 0.05, "bpp@1": 1.0}})
-    if decoders:  # like the shipped ones: the diffusion decoder is told the rate, the flow decoder not
-        ScoreDecoder(ConditionalUNet(TINY_UNET).with_rate_conditioning(), "diffusion").save(
-            folder / "diffusion.safetensors")
-        ScoreDecoder(ConditionalUNet(TINY_UNET), "flow").save(folder / "flow.safetensors")
+    if decoders:  # like the shipped ones, both decoders are told the rate x_ae was coded at
+        for kind in ("diffusion", "flow"):
+            ScoreDecoder(ConditionalUNet(TINY_UNET).with_rate_conditioning(), kind).save(
+                folder / f"{kind}.safetensors")
     return folder

@@ -106,7 +106,7 @@ def test_refine_streams_steps_and_cancels(engine, photo):
     enc = engine.encode(photo, rate=0.5)
     x_ae = engine.decode_ae(enc.data)
     seen = []
-    out = engine.refine(x_ae, DecodeSettings("flow", steps=3), on_step=seen.append)
+    out = engine.refine(x_ae, DecodeSettings("flow", steps=3), rate=enc.rate, on_step=seen.append)
     assert out.shape == photo.shape and [s.index for s in seen] == [1, 2, 3]
     token = CancelToken()
 
