@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from .progress import StepInfo
 
 REFINE_OPTIONS = ("steps", "shift", "noise", "seed", "realism", "solver")
+# The refinement options each decoder reads: the schedule shift is a diffusion knob, the ODE
+# solver a flow one; naming another decoder's option is refused rather than silently ignored.
+DECODER_OPTIONS = {"ae": (), "diffusion": ("steps", "shift", "noise", "seed", "realism"),
+                   "flow": ("steps", "noise", "seed", "realism", "solver")}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Decode IN.hfd to OUT.png. The bits fix the autoencoder reconstruction; the decoder "
                     "options only change how detail is synthesised on top of it.",
         epilog="Options left unset take the loaded weights' defaults for the chosen decoder; `hfd model` "
-               "lists them. The refinement options do not apply to --decoder ae.")
+               "lists them. --shift applies to the diffusion decoder only, --solver to the flow only, and no "
+               "refinement option to --decoder ae.")
     decompress.add_argument("input", metavar="IN.hfd", type=Path)
     decompress.add_argument("output", metavar="OUT.png", type=Path)
     decompress.add_argument("--decoder", choices=("ae", "diffusion", "flow"), default="diffusion",
@@ -95,8 +100,9 @@ def decompress_command(args: argparse.Namespace) -> None:
     data = read_file(args.input)
     header, _ = unpack(data)  # a broken file fails here, before any weights load
     overrides = {name: getattr(args, name) for name in REFINE_OPTIONS if getattr(args, name) is not None}
-    if args.decoder == "ae" and overrides:
-        raise SettingsError(f"--{next(iter(overrides))} has no effect with --decoder ae")
+    unused = [name for name in overrides if name not in DECODER_OPTIONS[args.decoder]]
+    if unused:
+        raise SettingsError(f"--{unused[0]} has no effect with --decoder {args.decoder}")
     engine = open_engine(args)
     if args.decoder == "ae":
         rgb, how = engine.decode_ae(data), "autoencoder only"
@@ -136,8 +142,8 @@ def model_command(args: argparse.Namespace) -> None:
 
 
 def describe(settings: DecodeSettings) -> str:
-    """The refinement settings as they would be typed on the command line."""
-    return " ".join(f"--{name} {getattr(settings, name)}" for name in REFINE_OPTIONS)
+    """The refinement settings its decoder reads, as they would be typed on the command line."""
+    return " ".join(f"--{name} {getattr(settings, name)}" for name in DECODER_OPTIONS[settings.decoder])
 
 
 def print_step(step: StepInfo) -> None:

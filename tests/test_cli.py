@@ -135,13 +135,16 @@ def test_refined_decode_merges_defaults_and_reports_steps(capsys, tmp_path, weig
     assert seen["settings"].noise == defaults.noise  # unset options keep the weights' defaults
     assert err.splitlines() == ["step 1/2  0.1 s", "step 2/2  0.2 s"]
     assert "--steps 3" in printed and "--seed 7" in printed
+    assert "--solver euler" in printed and "--shift" not in printed  # only what the flow reads
     assert (tmp_path / "r.png").exists()
 
 
-def test_refinement_options_are_refused_for_the_autoencoder(capsys, tmp_path, weights, encoded):
+@pytest.mark.parametrize("decoder, option, value", [("ae", "--steps", "4"), ("flow", "--shift", "1"),
+                                                    ("diffusion", "--solver", "heun")])
+def test_options_a_decoder_does_not_read_are_refused(capsys, tmp_path, weights, encoded, decoder, option, value):
     out = tmp_path / "x.png"
-    assert_failed(hfd(capsys, "decompress", encoded, out, "--decoder", "ae", "--steps", "4", weights=weights),
-                  "--steps has no effect with --decoder ae")
+    assert_failed(hfd(capsys, "decompress", encoded, out, "--decoder", decoder, option, value, weights=weights),
+                  f"{option} has no effect with --decoder {decoder}")
     assert not out.exists()
 
 
@@ -204,7 +207,8 @@ def test_model_command_describes_the_weights(capsys, weights):
     code, printed, _ = hfd(capsys, "model", weights=weights)
     assert code == 0 and "tiny-test-0 (weights " in printed
     assert re.search(r"^decoders +ae, diffusion, flow$", printed, re.M)
-    assert re.search(r"^flow defaults +--steps \d+ ", printed, re.M)
+    assert re.search(r"^flow defaults +--steps \d+ .*--solver euler$", printed, re.M)
+    assert re.search(r"^diffusion defaults +--steps \d+ --shift \S+ .*--realism \S+$", printed, re.M)
 
 
 def test_keyboard_interrupt_exits_130(capsys, tmp_path, monkeypatch):
