@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval", help="measure rate, distortion and realism against classical codecs",
         description="For every image × bitrate × method: file size, PSNR, MS-SSIM, ST-LPIPS, SSIMULACRA2 and "
                     "timings (OUT/rows.csv); per method and bitrate patch FID/KID; BD-rates of the autoencoder "
-                    "against each classical codec; plots, report.md and example crops. Rows already in "
+                    "against each classical codec; each refined decode minus the autoencoder-only one with "
+                    "95 % paired bootstrap intervals over the images; plots, report.md and example crops. Rows already in "
                     "OUT/rows.csv are skipped, so an interrupted run resumes. Needs the `eval` extra.")
     p.add_argument("--images", type=Path, required=True, metavar="DIR", help="folder of test images")
     p.add_argument("--out", type=Path, required=True, metavar="OUT", help="results folder (resumable)")

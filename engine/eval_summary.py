@@ -1,8 +1,13 @@
-"""Aggregates of an `hfd eval` run: per method and bitrate means, patch FID/KID, BD-rates, sweep.
+"""Aggregates of an `hfd eval` run: per method and bitrate means, patch FID/KID, BD-rates, the
+refined decodes against the autoencoder-only one, sweep.
 
 Per-image metrics are averaged over the images (non-finite values, e.g. the infinite PSNR of a
 lossless decode, are left out); FID/KID compare the patch set of all reconstructions of a method
-at a bitrate with the patch set of all originals."""
+at a bitrate with the patch set of all originals.
+
+A dozen photos give a few dozen patches, so a refined decode's FID "win" or "loss" against the
+autoencoder can be noise: each difference comes with a paired bootstrap interval over the
+images (the same resampled images on both sides)."""
 from __future__ import annotations
 
 import json
@@ -20,6 +25,7 @@ if TYPE_CHECKING:
     from .evaluation import Evaluation
 
 AVERAGED = ("bytes", "bpp", "psnr", "ms_ssim", "st_lpips", "ssimulacra2", "encode_s", "decode_s")
+BOOTSTRAP_RESAMPLES = 1000
 
 
 def _mean(values: list[float]) -> Optional[float]:
@@ -84,6 +90,54 @@ def bd_rates(rows: list[dict[str, str]], reference: str,
     return table
 
 
+def _difference(statistic, n_images: int) -> dict[str, Optional[float]]:
+    """{"diff", "low", "high"}: ``statistic`` of all images and its 95 % bootstrap interval."""
+    low, high = metrics.bootstrap_interval(statistic, n_images, BOOTSTRAP_RESAMPLES)
+    return {"diff": float(statistic(np.arange(n_images))), "low": low, "high": high}
+
+
+def against_reference(evaluation: "Evaluation", rows: list[dict[str, str]], reference_rows: list[dict[str, str]],
+                      set_name: str, reference_set: str) -> Optional[dict]:
+    """A method minus the reference (the autoencoder-only decode of the same files) at one bitrate:
+    mean PSNR and ST-LPIPS differences and the FID/KID differences, each with a 95 % paired
+    bootstrap interval over the images both decoded; None with fewer than 2 such images."""
+    ours = {r["image"]: r for r in rows if not r["note"]}
+    theirs = {r["image"]: r for r in reference_rows if not r["note"]}
+    images = sorted(ours.keys() & theirs.keys())
+    if len(images) < 2:
+        return None
+    result: dict = {"n_images": len(images)}
+    for column in ("psnr", "st_lpips"):
+        diffs = np.array([float(ours[i][column]) - float(theirs[i][column]) for i in images])
+        diffs = diffs[np.isfinite(diffs)]  # a lossless decode's infinite PSNR has no difference
+        result[column] = _difference(lambda ix: diffs[ix].mean(), len(diffs)) if len(diffs) >= 2 else None
+    store = evaluation.features
+    sets = ("original", set_name, reference_set)
+    # images too small for a whole patch have none; every resample of the others has ≥ 2 patches
+    patched = [i for i in images if all(store.has(name, i) for name in sets)
+               and len(store.load_set("original", [i]))] if evaluation.config.fid else []
+    if len(patched) >= 2:
+        real, fake, base = ([store.load_set(name, [i]) for i in patched] for name in sets)
+        counts = [len(f) for f in real]
+        starts = np.cumsum([0] + counts)  # image i's patches are rows starts[i]:starts[i+1] of each set
+        real_all, fake_all, base_all = (np.concatenate(group) for group in (real, fake, base))
+        refined, reference = metrics.PairedGram(real_all, fake_all), metrics.PairedGram(real_all, base_all)
+        # any resample of the images must fit the Gram path; past that (hundreds of large images,
+        # where the interval matters least) the difference comes without one
+        affordable = max(counts) * len(patched) <= refined.limit
+        for measure, direct in (("fid", metrics.frechet_distance), ("kid", metrics.kernel_inception_distance)):
+            if affordable:
+                def gap(images_ix: np.ndarray, measure: str = measure) -> float:
+                    rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in images_ix])
+                    return getattr(refined, measure)(rows) - getattr(reference, measure)(rows)
+
+                result[measure] = _difference(gap, len(patched))
+            else:
+                result[measure] = {"diff": direct(real_all, fake_all) - direct(real_all, base_all),
+                                   "low": None, "high": None}
+    return result
+
+
 def summarize(evaluation: "Evaluation", sweep_rows: Optional[list[dict[str, str]]] = None) -> dict:
     """Build OUT/summary.json from the run's CSV rows and stored features, and write it."""
     config, info = evaluation.config, evaluation.info
@@ -102,6 +156,16 @@ def summarize(evaluation: "Evaluation", sweep_rows: Optional[list[dict[str, str]
             point["ms_ssim_db"] = ms_ssim_db(point["ms_ssim"])
             point.update(_fid_kid(evaluation, f"{method.name}@{bpp:g}", [r["image"] for r in measured]))
             points.append(point)
+    refined = [m.name for m in evaluation.learned if m.settings.decoder != "ae"]
+    versus_ae = []
+    if any(m.name == "ae" for m in evaluation.learned):
+        for name in refined:
+            for bpp in config.bpps:
+                key = repr(float(bpp))
+                compared = against_reference(evaluation, by_point.get((name, key), []), by_point.get(("ae", key), []),
+                                             f"{name}@{bpp:g}", f"ae@{bpp:g}")
+                if compared is not None:
+                    versus_ae.append({"method": name, "target_bpp": bpp, **compared})
     summary = {
         "model": {"model_id": info.model_id, "weights_hash": info.weights_hash, "decoders": list(info.decoders)},
         "images": evaluation.names,
@@ -113,6 +177,7 @@ def summarize(evaluation: "Evaluation", sweep_rows: Optional[list[dict[str, str]
         "bd_rate": bd_rates([r for r in evaluation.rows.rows if r["image"] in evaluation.names], "ae",
                            [m.name for m in evaluation.classical])
         if any(m.name == "ae" for m in evaluation.learned) else {},
+        "versus_ae": versus_ae,
     }
     if sweep_rows is not None:
         summary["sweep"] = _summarize_sweep(evaluation, sweep_rows)

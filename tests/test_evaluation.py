@@ -110,6 +110,9 @@ def test_run_writes_rows_summary_report_and_crops(images, tmp_path):
     assert json.loads((out / "summary.json").read_text())["points"] == json.loads(json.dumps(summary["points"]))
     report = (out / "report.md").read_text()
     assert "## Target 0.5 bpp" in report and "| diffusion:8 |" in report and "BD-rate" in report
+    assert "## Refined decodes against the autoencoder-only decode" in report  # without FID: Δ PSNR, Δ ST-LPIPS
+    assert [(v["method"], v["target_bpp"], "fid" in v) for v in summary["versus_ae"]] == [
+        ("diffusion:8", 0.5, False), ("diffusion:8", 1.0, False), ("flow:4", 0.5, False), ("flow:4", 1.0, False)]
     assert sorted(p.name for p in (out / "crops" / "img0").iterdir())[:2] == ["0.5bpp_ae.png", "0.5bpp_diffusion-8.png"]
     assert not (out / "crops" / "img1").exists()
 
@@ -176,17 +179,56 @@ def test_shift_sweep_needs_diffusion(images, tmp_path):
     assert bpp == 1.0 and [v for _, v in plan] == [0.0, 0.5, 1.0, 1.5, 2.0]
 
 
-def test_fid_per_method_from_stored_patch_features(images, tmp_path, monkeypatch):
-    def cheap_features(patches, device="cpu", batch=16):  # colour statistics instead of Inception
-        return np.array([[*p.reshape(-1, 3).mean(0), *p.reshape(-1, 3).std(0)] for p in patches]).reshape(-1, 6)
+@pytest.mark.parametrize("dims", [64, 6])
+def test_fid_per_method_from_stored_patch_features(images, tmp_path, monkeypatch, dims):
+    def cheap_features(patches, device="cpu", batch=16):  # instead of Inception: an 8×8-pooled grey
+        grey = [p.astype(float).mean(2).reshape(8, len(p) // 8, 8, -1).mean((1, 3)).ravel()[:dims] for p in patches]
+        return np.array(grey).reshape(-1, dims)
 
     monkeypatch.setattr(metrics, "inception_features", cheap_features)
     out = tmp_path / "out"
     summary = ev.Evaluation(FakeEngine(), config(images, out, fid=True, patch=16, bpps=(1.0,))).run()
+    rows = read_rows(out / "rows.csv")
     points = {p["method"]: p for p in summary["points"]}
     assert all(p["n_patches"] == 2 * (12 + 6) for p in points.values())  # 3×4 grid + 2×3 shifted grid
     assert all(p["fid"] is not None and p["fid"] >= 0 for p in points.values())
     assert (out / "features" / "original" / "img0.png.npy").is_file()
+    # each refined decode against the autoencoder-only one, with paired intervals over the 2 images
+    versus = {v["method"]: v for v in summary["versus_ae"]}
+    assert sorted(versus) == ["diffusion:8", "flow:4"] and all(v["target_bpp"] == 1.0 for v in versus.values())
+    for v in versus.values():
+        ae, refined = points["ae"], points[v["method"]]
+        assert v["fid"]["diff"] == pytest.approx(refined["fid"] - ae["fid"])
+        assert v["kid"]["diff"] == pytest.approx(refined["kid"] - ae["kid"])
+        assert v["psnr"]["diff"] == pytest.approx(refined["psnr"] - ae["psnr"])
+        assert all(v[k]["low"] <= v[k]["high"] for k in ("psnr", "st_lpips"))
+        if dims == 64:  # a bootstrap resample's 36 patches fit the Gram path
+            assert all(v[k]["low"] <= v[k]["high"] for k in ("fid", "kid"))
+        else:  # more patches than feature dimensions: the difference, without an interval
+            assert v["fid"]["low"] is None and v["kid"]["high"] is None
+        # two images: a resampled mean is one image's difference or their average, so the 95 %
+        # interval runs from the smaller per-image difference to the larger
+        per_image = [float(r["psnr"]) - float(a["psnr"]) for r, a in zip(
+            sorted((r for r in rows if r["method"] == v["method"]), key=lambda r: r["image"]),
+            sorted((r for r in rows if r["method"] == "ae"), key=lambda r: r["image"]))]
+        assert (v["psnr"]["low"], v["psnr"]["high"]) == pytest.approx((min(per_image), max(per_image)))
+
+
+def test_report_shows_differences_with_intervals_and_marks_the_clear_ones(tmp_path):
+    entry = {"method": "flow:4", "target_bpp": 0.4, "n_images": 12,
+             "psnr": {"diff": -1.09, "low": -1.3, "high": -0.9},
+             "st_lpips": {"diff": -0.0006, "low": -0.0107, "high": 0.0099},
+             "fid": {"diff": 11.2, "low": -4.1, "high": 26.4}, "kid": {"diff": -0.003, "low": None, "high": None}}
+    summary = {"model": {"model_id": "m", "weights_hash": "0" * 16, "decoders": ["ae", "flow"]}, "images": ["a"],
+               "bpps": [0.4], "patches": {"size": 256, "stride": None}, "points": [], "versus_ae": [entry]}
+    report = eval_report.write_report(summary, tmp_path, plots=False).read_text()
+    assert "## Refined decodes against the autoencoder-only decode" in report
+    row = next(line for line in report.splitlines() if line.startswith("| flow:4 |"))
+    assert row == ("| flow:4 | 0.4 | 12 | _-1.09 [-1.30, -0.90]_ | -0.0006 [-0.0107, +0.0099] | "
+                   "+11.2 [-4.1, +26.4] | -0.0030 |")
+    entry["st_lpips"] = {"diff": -0.02, "low": -0.04, "high": -0.002}
+    report = eval_report.write_report(summary, tmp_path, plots=False).read_text()
+    assert "| **-0.0200 [-0.0400, -0.0020]** |" in report
 
 
 def test_cli_eval_with_tiny_weights(images, tmp_path, capsys):

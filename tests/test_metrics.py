@@ -152,6 +152,31 @@ def test_patch_fid_kid_on_images():
 
 # ---- BD-rate -------------------------------------------------------------------------------------
 
+def test_bootstrap_interval_brackets_the_mean_and_is_reproducible():
+    values = np.array([0.0, 1.0, 2.0, 3.0, 10.0])
+    low, high = metrics.bootstrap_interval(lambda ix: values[ix].mean(), len(values))
+    assert values.min() < low < values.mean() < high < values.max()
+    assert metrics.bootstrap_interval(lambda ix: values[ix].mean(), len(values)) == (low, high)
+    narrow = metrics.bootstrap_interval(lambda ix: values[ix].mean(), len(values), level=0.5)
+    assert low < narrow[0] < narrow[1] < high
+    assert metrics.bootstrap_interval(lambda ix: 0.25, 3) == (0.25, 0.25)
+    with pytest.raises(ImageError, match="at least 2 items"):
+        metrics.bootstrap_interval(lambda ix: 0.0, 1)
+
+
+def test_gram_fid_and_kid_equal_the_direct_ones_on_resampled_rows():
+    rng = np.random.default_rng(3)
+    real, fake = rng.normal(size=(30, 64)), rng.normal(0.3, 1.2, size=(30, 64))
+    gram = metrics.PairedGram(real, fake)
+    for rows in (np.arange(30), rng.integers(0, 30, 30), np.array([4, 4, 7, 1, 1, 1])):
+        assert gram.fid(rows) == pytest.approx(metrics.frechet_distance(real[rows], fake[rows]), rel=1e-9)
+        assert gram.kid(rows) == pytest.approx(metrics.kernel_inception_distance(real[rows], fake[rows]), rel=1e-9)
+    with pytest.raises(ImageError, match="2 to 64 rows"):
+        gram.fid(np.arange(65) % 30)
+    with pytest.raises(ImageError, match="same shape"):
+        metrics.PairedGram(real, fake[:10])
+
+
 def test_bd_rate_of_a_rate_scaled_curve_is_the_scale():
     rate = np.array([0.1, 0.2, 0.4, 0.8, 1.6])
     quality = np.array([27.0, 29.5, 32.0, 34.2, 36.0])
