@@ -35,12 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--patch-stride", type=int, default=None, metavar="S",
                    help="FID/KID patch stride (default: HiFiC grid + half-patch-shifted grid)")
     p.add_argument("--no-fid", dest="fid", action="store_false", help="skip patch FID/KID (slow on a CPU)")
-    p.add_argument("--sweep", choices=("steps", "shift", "noise"), default=None,
+    p.add_argument("--sweep", choices=("steps", "shift", "noise", "realism"), default=None,
                    help="also vary one decoder setting at one bitrate")
     p.add_argument("--sweep-bpp", type=float, default=None, metavar="B",
                    help="bitrate of the sweep (default: the middle of --bpp)")
     p.add_argument("--sweep-values", type=_floats, default=None, metavar="V,V,...",
-                   help="values of the swept setting (default: steps 1..32, noise 0..1, shift over the trained range)")
+                   help="values of the swept setting (default: steps 1..32, noise and realism 0..1, shift over the "
+                        "trained range)")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="write report.md without PNG plots")
     p.add_argument("--crops", type=int, default=3, metavar="N", help="save example crops of the first N images (default: 3)")
     p.add_argument("--threads", type=int, default=0, metavar="N",

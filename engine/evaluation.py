@@ -35,8 +35,9 @@ ROW_FIELDS = ("image", "width", "height", "target_bpp", "method", "bytes", "bpp"
               *IMAGE_METRICS, "encode_s", "decode_s", "note")
 SWEEP_FIELDS = ("image", "target_bpp", "method", "parameter", "value", "bytes", "bpp", *IMAGE_METRICS,
                 "decode_s")
-SWEEP_PARAMETERS = ("steps", "shift", "noise")
-DEFAULT_SWEEP_VALUES = {"steps": (1, 2, 4, 8, 16, 32), "noise": (0.0, 0.25, 0.5, 0.75, 1.0)}
+SWEEP_PARAMETERS = ("steps", "shift", "noise", "realism")
+DEFAULT_SWEEP_VALUES = {"steps": (1, 2, 4, 8, 16, 32), "noise": (0.0, 0.25, 0.5, 0.75, 1.0),
+                        "realism": (0.0, 0.25, 0.5, 0.75, 1.0)}
 CROP_SIZE = 256
 
 

@@ -58,8 +58,11 @@ class FakeEngine:
 
     def refine(self, x_ae, settings, *, rate):  # rate required: the evaluation must pass the file's
         assert 0.0 <= rate
+        if settings.decoder == "ae":  # as Engine.refine: the autoencoder image itself
+            return x_ae.copy()
         rng = np.random.default_rng(settings.steps * 1000 + int(settings.noise * 100) + int(settings.shift * 10))
-        return np.clip(x_ae + rng.normal(0, 6, x_ae.shape), 0, 255).astype(np.uint8)
+        refined = np.clip(x_ae + rng.normal(0, 6, x_ae.shape), 0, 255)
+        return (settings.realism * refined + (1 - settings.realism) * x_ae).round().astype(np.uint8)
 
 
 @pytest.fixture
@@ -168,6 +171,17 @@ def test_steps_sweep(images, tmp_path):
     assert [(p["method"], p["value"]) for p in sweep["points"]] == [("diffusion", 1.0), ("diffusion", 4.0),
                                                                     ("flow", 1.0), ("flow", 4.0)]
     assert "## Sweep of steps at 1 bpp" in (out / "report.md").read_text()
+
+
+def test_realism_sweep_runs_from_the_autoencoder_image_to_the_refined_one(images, tmp_path):
+    out = tmp_path / "sweep"
+    summary = ev.Evaluation(FakeEngine(), config(images, out, bpps=(1.0,), decoders="ae,flow", baselines="jpeg",
+                                                 sweep="realism", sweep_values=(0, 0.5, 1))).run()
+    points = {p["value"]: p for p in summary["sweep"]["points"]}
+    main = {p["method"]: p for p in summary["points"]}
+    assert points[0.0]["psnr"] == pytest.approx(main["ae"]["psnr"])  # realism 0 is the autoencoder image
+    assert points[1.0]["psnr"] == pytest.approx(main["flow:4"]["psnr"])
+    assert main["flow:4"]["psnr"] < points[0.5]["psnr"] < main["ae"]["psnr"]  # the fake adds noise
 
 
 def test_shift_sweep_needs_diffusion(images, tmp_path):
