@@ -121,18 +121,19 @@ def against_reference(evaluation: "Evaluation", rows: list[dict[str, str]], refe
         counts = [len(f) for f in real]
         starts = np.cumsum([0] + counts)  # image i's patches are rows starts[i]:starts[i+1] of each set
         real_all, fake_all, base_all = (np.concatenate(group) for group in (real, fake, base))
-        refined, reference = metrics.PairedGram(real_all, fake_all), metrics.PairedGram(real_all, base_all)
         # any resample of the images must fit the Gram path; past that (hundreds of large images,
-        # where the interval matters least) the difference comes without one
-        affordable = max(counts) * len(patched) <= refined.limit
-        for measure, direct in (("fid", metrics.frechet_distance), ("kid", metrics.kernel_inception_distance)):
-            if affordable:
+        # where the interval matters least, and whose Gram matrices would be large) the
+        # difference comes without one
+        if max(counts) * len(patched) <= metrics.PairedGram.row_limit(real_all.shape[1]):
+            refined, reference = metrics.PairedGram(real_all, fake_all), metrics.PairedGram(real_all, base_all)
+            for measure in ("fid", "kid"):
                 def gap(images_ix: np.ndarray, measure: str = measure) -> float:
                     rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in images_ix])
                     return getattr(refined, measure)(rows) - getattr(reference, measure)(rows)
 
                 result[measure] = _difference(gap, len(patched))
-            else:
+        else:
+            for measure, direct in (("fid", metrics.frechet_distance), ("kid", metrics.kernel_inception_distance)):
                 result[measure] = {"diff": direct(real_all, fake_all) - direct(real_all, base_all),
                                    "low": None, "high": None}
     return result

@@ -218,11 +218,16 @@ class PairedGram:
     has no more rows than dimensions (FID's SVD path) and at most KID_SUBSET rows (one KID
     round)."""
 
+    @staticmethod
+    def row_limit(dimensions: int) -> int:
+        """The most rows a subset may have for the Gram path to equal the direct measures."""
+        return min(dimensions, KID_SUBSET)
+
     def __init__(self, real: np.ndarray, fake: np.ndarray) -> None:
         if real.shape != fake.shape:
             raise ImageError(f"paired feature sets must have the same shape, got {real.shape} and {fake.shape}")
-        self.limit = min(real.shape[1], KID_SUBSET)
         d = real.shape[1]
+        self.limit = self.row_limit(d)
         self.gram = (real @ real.T, fake @ fake.T, real @ fake.T)
         self.kernel = tuple((g / d + 1) ** 3 for g in self.gram)
 
