@@ -18,11 +18,11 @@ if TYPE_CHECKING:
     from .api import DecodeSettings, Engine
     from .progress import StepInfo
 
-REFINE_OPTIONS = ("steps", "shift", "noise", "seed", "realism", "solver")
 # The refinement options each decoder reads: the schedule shift is a diffusion knob, the ODE
 # solver a flow one; naming another decoder's option is refused rather than silently ignored.
 DECODER_OPTIONS = {"ae": (), "diffusion": ("steps", "shift", "noise", "seed", "realism"),
                    "flow": ("steps", "noise", "seed", "realism", "solver")}
+REFINE_OPTIONS = tuple(dict.fromkeys(name for names in DECODER_OPTIONS.values() for name in names))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -113,11 +113,12 @@ def against_reference(evaluation: "Evaluation", rows: list[dict[str, str]], refe
         result[column] = _difference(lambda ix: diffs[ix].mean(), len(diffs)) if len(diffs) >= 2 else None
     store = evaluation.features
     sets = ("original", set_name, reference_set)
+    stored = [i for i in images if all(store.has(name, i) for name in sets)] if evaluation.config.fid else []
+    features = {i: [store.load_set(name, [i]) for name in sets] for i in stored}
     # images too small for a whole patch have none; every resample of the others has ≥ 2 patches
-    patched = [i for i in images if all(store.has(name, i) for name in sets)
-               and len(store.load_set("original", [i]))] if evaluation.config.fid else []
+    patched = [i for i in stored if len(features[i][0])]
     if len(patched) >= 2:
-        real, fake, base = ([store.load_set(name, [i]) for i in patched] for name in sets)
+        real, fake, base = ([features[i][k] for i in patched] for k in range(len(sets)))
         counts = [len(f) for f in real]
         starts = np.cumsum([0] + counts)  # image i's patches are rows starts[i]:starts[i+1] of each set
         real_all, fake_all, base_all = (np.concatenate(group) for group in (real, fake, base))
