@@ -3,7 +3,10 @@ per crop, so every point of the rate range is trained, not just the gain levels.
 
 ``extend`` widens a trained model's bitrate range cheaply: new gain levels go below the lowest
 and/or above the highest one and only their rows train (r ~ U over the rates they touch), so the
-transforms, the entropy model and every rate between the old ends stay exactly as they were."""
+transforms, the entropy model and every rate between the old ends stay exactly as they were.
+
+``add_context`` puts a checkerboard context model (``context_model``) on a trained autoencoder
+and trains only it: the transforms stay frozen, so the same latents cost fewer bits."""
 from __future__ import annotations
 
 import math
@@ -88,16 +91,20 @@ def train_only_outer_levels(model: HyperpriorAutoencoder, low: int, high: int) -
 
 def train_autoencoder(data: PhotoSet, val: PhotoSet, config: TrainConfig,
                       model_config: AutoencoderConfig = AutoencoderConfig(), init: Path | None = None,
-                      lambda_range: tuple[float, float] | None = None, extend: tuple[int, int] = (0, 0)) -> Path:
+                      lambda_range: tuple[float, float] | None = None, extend: tuple[int, int] = (0, 0),
+                      add_context: bool = False) -> Path:
     """Train (resuming from config.out_dir) and export EMA weights at every checkpoint.
 
     ``init``: weights to start from when the run folder has no checkpoint yet (e.g. continue
     the shipped model); its architecture replaces ``model_config``. ``lambda_range``: new
     (λ at rate 0, λ at rate 1); the learned gains adapt to it, e.g. to widen the bitrate range
     of a trained model. ``extend`` = (low, high): add that many gain levels below and above
-    ``init``'s rate range and train only those (see the module docstring)."""
+    ``init``'s rate range and train only those (see the module docstring). ``add_context``:
+    give ``init`` a context model and train only that."""
     if any(extend) and (init is None or lambda_range is not None):
         raise ValueError("extending the rate range needs init weights and keeps their λ range")
+    if add_context and (init is None or lambda_range is not None or any(extend)):
+        raise ValueError("adding a context model needs init weights and nothing else changed")
     prior_steps = 0
     if init is not None:
         _, config_dict, init_extra = read_metadata(init)
@@ -120,6 +127,10 @@ def train_autoencoder(data: PhotoSet, val: PhotoSet, config: TrainConfig,
     if any(extend):
         model = model.extended(*extend)  # a resumed checkpoint then overwrites its state
         loss_fn = partial(rd_loss, ends=train_only_outer_levels(model, *extend))
+    if add_context:
+        model = model.with_context()  # likewise
+        model.requires_grad_(False)
+        model.context.requires_grad_(True)
     trainer = Trainer(model, loss_fn, data.crops(config.crop, config.batch, config.seed), config, on_checkpoint)
     trainer.run()
     return export_path

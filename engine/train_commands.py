@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(one λ step each) and train only those, to widen the bitrate range; every other "
                         "weight stays as it was (old rate r becomes (LOW + r·(L−1)) / (L−1+LOW+HIGH) for "
                         "L old levels)")
+    p.add_argument("--add-context", action="store_true",
+                   help="autoencoder: add a checkerboard context model to --init and train only it (the "
+                        "transforms stay frozen; the same latents then cost fewer bits)")
     p.add_argument("--autoencoder", type=Path, default=None,
                    help="frozen autoencoder weights for the decoder stages (default: the shipped ones)")
     p.add_argument("--init", type=Path, default=None,
@@ -76,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
 
     if any(args.extend) and (args.stage != "autoencoder" or args.init is None or args.lambda_range):
         raise HfdError("--extend needs the autoencoder stage and --init, and keeps the λ range of --init")
+    if args.add_context and (args.stage != "autoencoder" or args.init is None or args.lambda_range
+                             or any(args.extend)):
+        raise HfdError("--add-context needs the autoencoder stage and --init, and no --extend or --lambda-range")
     train_paths, val_paths = split_photos(args.data)
     if not train_paths:
         raise HfdError(f"no training images found in {args.data} (fetch some with `hfd data fetch DIR`)")
@@ -91,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         from .train_autoencoder import train_autoencoder
 
         path = train_autoencoder(train, val, config, init=args.init, lambda_range=args.lambda_range,
-                                 extend=args.extend)
+                                 extend=args.extend, add_context=args.add_context)
     else:
         from .train_decoder import train_decoder
         from .unet import UNetConfig

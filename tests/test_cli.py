@@ -233,3 +233,10 @@ def test_train_rejects_a_bad_extend_before_loading_anything(value, capsys):
 def test_extend_needs_the_autoencoder_stage_and_init_weights(args, capsys):
     assert main(["train", *args, "--data", "/nonexistent", "--extend", "1,0"]) != 0
     assert "--extend needs the autoencoder stage and --init" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["flow", "--init", "w.safetensors"], ["autoencoder"],
+                                  ["autoencoder", "--init", "w.safetensors", "--extend", "1,0"]])
+def test_add_context_needs_the_autoencoder_stage_and_init_weights(args, capsys):
+    assert main(["train", *args, "--data", "/nonexistent", "--add-context"]) != 0
+    assert "--add-context needs the autoencoder stage and --init" in capsys.readouterr().err

@@ -151,3 +151,23 @@ def test_extend_trains_only_the_new_outer_gain_levels(tmp_path):
         assert not torch.equal(after["log_gain"][row], start["log_gain"][row].bfloat16().float())
     with pytest.raises(ValueError, match="needs init weights"):
         train_autoencoder(_photos(), _photos(1), config, extend=(1, 0))
+
+
+def test_add_context_trains_only_the_context_model(tmp_path):
+    weights = write_tiny_weights(tmp_path / "w")
+    init = HyperpriorAutoencoder(TINY_AUTOENCODER)
+    load_state(weights / "autoencoder.safetensors", init, "autoencoder")
+    config = TrainConfig(out_dir=tmp_path / "ae", steps=3, batch=2, crop=64, warmup=1, lr=0.01, log_every=1,
+                         checkpoint_every=3, bf16=False, device="cpu")
+    path = train_autoencoder(_photos(), _photos(1), config, init=weights / "autoencoder.safetensors",
+                             add_context=True)
+    assert read_metadata(path)[1]["context"] is True
+    trained = init.with_context()
+    load_state(path, trained, "autoencoder")
+    after = trained.state_dict()
+    for name, value in init.state_dict().items():
+        if not name.endswith(".table"):  # coding tables are rebuilt from the densities on load
+            torch.testing.assert_close(after[name], value.bfloat16().float() if value.is_floating_point() else value)
+    assert after["context.fuse.4.weight"].abs().sum() > 0  # started at zero, trained
+    with pytest.raises(ValueError, match="adding a context model needs init weights"):
+        train_autoencoder(_photos(), _photos(1), config, add_context=True)
