@@ -132,7 +132,8 @@ class Engine:
         load_state(ae_path, self.autoencoder, "autoencoder")
         self.autoencoder.update_tables()
         self.autoencoder.eval().to(self.device)
-        self.model_id = self._ae_extra.get("model_id", f"hfd-ae-{config['n']}x{config['m']}")
+        default_id = f"hfd-ae-{config['n']}x{config['m']}" + ("-ctx" if config.get("context") else "")
+        self.model_id = self._ae_extra.get("model_id", default_id)
         self.weights_hash = file_hash(ae_path)
         # Decoders load on first use (compress and autoencoder-only decodes never need them);
         # their trained facts come from the file headers now, for ``info``.

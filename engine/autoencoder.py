@@ -7,7 +7,10 @@
     x̂ ◄─g_s─ ÷gain(r) ◄─ ŷ_g = q + μ
 
 ``rate`` r ∈ [0, 1] picks a point between ``levels`` learned gain vectors (log-linear
-interpolation), each trained with its own λ; r = 0 is the lowest bitrate."""
+interpolation), each trained with its own λ; r = 0 is the lowest bitrate.
+
+With ``context`` the y symbols are coded in two checkerboard passes and the second pass's
+(μ, σ) are refined from the first pass's decoded values (``context_model``)."""
 from __future__ import annotations
 
 import copy
@@ -19,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .context_model import CheckerboardContext, anchor_mask
 from .entropy_models import FactorizedPrior, GaussianConditional
 from .errors import BitstreamError
 from .layers import SimplifiedGDN, conv, deconv
@@ -35,6 +39,7 @@ class AutoencoderConfig:
     levels: int = 6  # gain vectors spanning the rate range
     lambda_min: float = 0.0006  # λ at rate 0 (loss = bpp + λ·255²·MSE)
     lambda_max: float = 0.05  # λ at rate 1
+    context: bool = False  # checkerboard context model for the y symbols
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +74,7 @@ class HyperpriorAutoencoder(nn.Module):
         self.log_inv_hgain = nn.Parameter(-0.5 * spread.repeat(1, n))
         self.z_prior = FactorizedPrior(n)
         self.y_model = GaussianConditional()
+        self.context = CheckerboardContext(m) if config.context else None
         # A plain dict, so the cached CPU copy of h_s is not registered as a submodule
         # (it would otherwise leak into state_dict and the exported weights).
         self._cpu_cache: dict[str, nn.Module] = {}
@@ -98,6 +104,16 @@ class HyperpriorAutoencoder(nn.Module):
         model.load_state_dict(state)
         return model
 
+    def with_context(self) -> "HyperpriorAutoencoder":
+        """A copy with a new checkerboard context model, which starts as the identity (same
+        rate, same reconstruction); everything else is this model's."""
+        if self.context is not None:
+            raise ValueError("this autoencoder already has a context model")
+        model = HyperpriorAutoencoder(replace(self.config, context=True))
+        missing, unexpected = model.load_state_dict(self.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("context.") for k in missing), (missing, unexpected)
+        return model
+
     @staticmethod
     def _interp(table: Tensor, rate: Tensor) -> Tensor:
         """Per-sample gains (N, C, 1, 1) from log-gain rows, log-linear in ``rate``."""
@@ -120,9 +136,9 @@ class HyperpriorAutoencoder(nn.Module):
         params = self.h_s(z_hat * self._interp(self.log_inv_hgain, rate))
         means, scales = params.float().chunk(2, dim=1)
         y = y.float()
+        means, scales = self._refine(y, means, scales)
         y_lik = self.y_model.likelihood(y + torch.empty_like(y).uniform_(-0.5, 0.5), means, scales)
-        y_hat = means + (y - means + (torch.round(y - means) - (y - means)).detach())
-        x_hat = self.g_s(y_hat * self._interp(self.log_inv_gain, rate))
+        x_hat = self.g_s(_quantise_ste(y, means) * self._interp(self.log_inv_gain, rate))
         return {"x_hat": x_hat, "y_likelihood": y_lik, "z_likelihood": z_lik}
 
     @torch.no_grad()
@@ -131,9 +147,18 @@ class HyperpriorAutoencoder(nn.Module):
         per sample: the decoders train on these (x_ae, x) pairs."""
         y = self.g_a(x) * self._interp(self.log_gain, rate)
         z = torch.round(self.h_a(y) * self._interp(self.log_hgain, rate))
-        means, _ = self.h_s(z * self._interp(self.log_inv_hgain, rate)).float().chunk(2, dim=1)
-        y_hat = torch.round(y.float() - means) + means
+        means, scales = self.h_s(z * self._interp(self.log_inv_hgain, rate)).float().chunk(2, dim=1)
+        y = y.float()
+        means, _ = self._refine(y, means, scales)
+        y_hat = torch.round(y - means) + means
         return self.g_s(y_hat * self._interp(self.log_inv_gain, rate)).float().clamp(0, 1)
+
+    def _refine(self, y: Tensor, means: Tensor, scales: Tensor) -> tuple[Tensor, Tensor]:
+        """The (μ, σ) each y symbol is coded with: the hyperprior's, refined by the context
+        model from the anchors' quantised values when there is one."""
+        if self.context is None:
+            return means, scales
+        return self.context(_quantise_ste(y, means), means, scales.clamp_min(self.y_model.scale_min))
 
     # ----- real codec ----------------------------------------------------------------
     def update_tables(self) -> None:
@@ -161,42 +186,88 @@ class HyperpriorAutoencoder(nn.Module):
         """g_a(x) for x (1,3,H,W) in [0,1], sides padded to STRIDE; rate-independent."""
         return self.g_a(x).float()
 
+    def _context_params(self, anchors: Tensor, means: Tensor, scales: Tensor) -> tuple[Tensor, Tensor]:
+        """The second pass's (means fp32, scales float64) from the decoded anchors (zero
+        elsewhere), on the CPU in float64 for the same reason as ``_entropy_params``."""
+        if "context" not in self._cpu_cache:
+            self._cpu_cache["context"] = copy.deepcopy(self.context).to(
+                "cpu", torch.float64, memory_format=torch.contiguous_format).eval()
+        with torch.inference_mode(), torch.autocast("cpu", enabled=False):
+            means, scales = self._cpu_cache["context"](
+                anchors.double().contiguous(), means.double(), scales.double().clamp_min(self.y_model.scale_min))
+        return means.float(), scales
+
+    def _code_y(self, symbols: Tensor, scales: Tensor, where: Tensor | None = None) -> bytes:
+        """Entropy-code one pass of y symbols (those at ``where``, or all)."""
+        values, index = symbols.to(torch.int64).numpy(), self.y_model.scale_index(scales)
+        if where is not None:
+            values, index = values[where.numpy()], index[where.numpy()]
+        return encode_symbols(values, index, self.y_model.table.cpu().numpy(), self.y_model.radius)
+
+    def _decode_y(self, segment: bytes, scales: Tensor, into: Tensor, where: Tensor | None = None) -> None:
+        """Decode one pass of y symbols into ``into`` (at ``where``, or everywhere)."""
+        index = self.y_model.scale_index(scales)
+        if where is None:
+            where = torch.ones_like(into, dtype=torch.bool)
+        values = decode_symbols(segment, index[where.numpy()], self.y_model.table.cpu().numpy(), self.y_model.radius)
+        into[where] = torch.from_numpy(values).to(into.dtype)
+
     def code_latents(self, y: Tensor, rate: float) -> Latents:
-        """Quantise and entropy-code the analysis output at ``rate``."""
+        """Quantise and entropy-code the analysis output at ``rate``: segments ẑ, then ŷ in
+        one pass (hyperprior) or two (anchors, then the rest, with the context model)."""
         r = torch.tensor([rate], device=y.device)
         y = y.float() * self._interp(self.log_gain.float(), r)
         z = self.h_a(y.to(next(self.h_a.parameters()).dtype)).float() * self._interp(self.log_hgain.float(), r)
         z_sym = torch.round(z).cpu()
         means, scales = self._entropy_params(z_sym, rate)
-        y_sym = torch.round(y.cpu() - means).to(torch.int64).numpy()
-        z_bytes = encode_symbols(z_sym.to(torch.int64).numpy(), self.z_prior.channel_index(z_sym.shape),
-                                 self.z_prior.table.cpu().numpy(), self.z_prior.radius)
-        y_bytes = encode_symbols(y_sym, self.y_model.scale_index(scales), self.y_model.table.cpu().numpy(),
-                                 self.y_model.radius)
-        return Latents([z_bytes, y_bytes], zlib.crc32(y_sym.astype("<i4").tobytes()))
+        y = y.cpu()
+        y_sym = torch.round(y - means)
+        segments = [encode_symbols(z_sym.to(torch.int64).numpy(), self.z_prior.channel_index(z_sym.shape),
+                                   self.z_prior.table.cpu().numpy(), self.z_prior.radius)]
+        if self.context is None:
+            segments.append(self._code_y(y_sym, scales))
+        else:
+            anchor = anchor_mask(*y.shape[-2:]).expand_as(y)
+            means_2, scales_2 = self._context_params((y_sym + means) * anchor, means, scales)
+            y_sym = torch.where(anchor, y_sym, torch.round(y - means_2))
+            segments += [self._code_y(y_sym, scales, anchor), self._code_y(y_sym, scales_2, ~anchor)]
+        crc = zlib.crc32(y_sym.to(torch.int32).numpy().astype("<i4").tobytes())
+        return Latents(segments, crc)
 
     def decode_latents(self, segments: list[bytes], rate: float, padded_hw: tuple[int, int],
                        latent_crc: int | None = None) -> Tensor:
         """Entropy-decode ``segments`` and return the gain-removed ŷ on the CPU (fp32)."""
-        if len(segments) != 2:
-            raise BitstreamError(f"expected 2 latent segments, found {len(segments)}")
+        expected = 2 if self.context is None else 3
+        if len(segments) != expected:
+            raise BitstreamError(f"expected {expected} latent segments for this model, found {len(segments)}")
         h, w = padded_hw
         z_shape = (1, self.config.n, h // STRIDE, w // STRIDE)
         z_sym = decode_symbols(segments[0], self.z_prior.channel_index(z_shape),
                                self.z_prior.table.cpu().numpy(), self.z_prior.radius)
         z_hat = torch.from_numpy(z_sym).float()
         means, scales = self._entropy_params(z_hat, rate)
-        y_sym = decode_symbols(segments[1], self.y_model.scale_index(scales),
-                               self.y_model.table.cpu().numpy(), self.y_model.radius)
-        if latent_crc is not None and zlib.crc32(y_sym.astype("<i4").tobytes()) != latent_crc:
+        y_sym = torch.zeros(means.shape)
+        if self.context is None:
+            self._decode_y(segments[1], scales, y_sym)
+        else:
+            anchor = anchor_mask(*means.shape[-2:]).expand_as(means)
+            self._decode_y(segments[1], scales, y_sym, anchor)
+            means, scales_2 = self._context_params((y_sym + means) * anchor, means, scales)
+            self._decode_y(segments[2], scales_2, y_sym, ~anchor)
+        if latent_crc is not None and zlib.crc32(y_sym.to(torch.int32).numpy().astype("<i4").tobytes()) != latent_crc:
             raise BitstreamError("latent checksum mismatch: the entropy decoder lost sync "
                                  "(corrupt file or different coding tables)")
-        y_hat = torch.from_numpy(y_sym).float() + means
-        return y_hat * self._interp(self.log_inv_gain.float().cpu(), torch.tensor([rate]))
+        return (y_sym + means) * self._interp(self.log_inv_gain.float().cpu(), torch.tensor([rate]))
 
     def synthesize(self, y_hat: Tensor) -> Tensor:
         """g_s(ŷ) → image in [0,1] (still padded)."""
         return self.g_s(y_hat).float().clamp(0, 1)
+
+
+def _quantise_ste(y: Tensor, means: Tensor) -> Tensor:
+    """round(y − μ) + μ in value; the gradient reaches y unchanged (straight through) and not
+    μ, so training only the entropy model never backpropagates through the synthesis."""
+    return y + (torch.round(y - means) + means - y).detach()
 
 
 def pad_to_stride(x: Tensor) -> Tensor:

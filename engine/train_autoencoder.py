@@ -8,7 +8,12 @@ transforms, the entropy model and every rate between the old ends stay exactly a
 ``synthesis_only`` fine-tunes the decoder side alone (g_s and the inverse gains) on the hard-
 quantised latents of a trained model, the second phase of Guo et al. 2021's "soft then hard":
 the encoder and the entropy model stay frozen, so every file keeps its exact bytes and only
-the reconstruction improves."""
+the reconstruction improves.
+
+``add_context`` puts a checkerboard context model (``context_model``) on a trained autoencoder
+and trains it jointly with everything else: the context model alone, on frozen transforms,
+saved almost nothing (the shipped latents leave little to predict from the anchors), so the
+transforms must learn latents it can predict."""
 from __future__ import annotations
 
 import math
@@ -56,10 +61,15 @@ def _metrics(bpp: Tensor, mse: Tensor) -> dict[str, float]:
 
 def rd_loss(model: nn.Module, x: Tensor, ends: tuple[float, float] | None = None) -> tuple[Tensor, dict[str, float]]:
     """Rate-distortion loss at rates drawn uniformly from [0, 1], or with ``ends`` = (a, b)
-    uniformly from [0, a] ∪ [1 − b, 1] (both in proportion to their lengths)."""
+    uniformly from [0, a] ∪ [1 − b, 1] (both in proportion to their lengths).
+
+    Each crop's cost bpp + λ·255²·MSE is averaged in the log: λ spans five orders of magnitude
+    across the rate range, so a plain mean lets the top rates' costs (~100× the middle's) set
+    every shared weight; in the log a relative gain counts alike at every rate, as BD-rate
+    counts it. Each crop's own optimum is unchanged."""
     rate = _draw_rates(x.shape[0], x.device, ends)
     bpp, mse = _bpp_and_mse(model, x, rate)
-    loss = (bpp + unwrap(model).lmbda(rate) * 255 ** 2 * mse).mean()
+    loss = torch.log(bpp + unwrap(model).lmbda(rate) * 255 ** 2 * mse).mean()
     return loss, _metrics(bpp, mse)
 
 
@@ -122,7 +132,7 @@ def train_only_synthesis(model: HyperpriorAutoencoder) -> None:
 def train_autoencoder(data: PhotoSet, val: PhotoSet, config: TrainConfig,
                       model_config: AutoencoderConfig = AutoencoderConfig(), init: Path | None = None,
                       lambda_range: tuple[float, float] | None = None, extend: tuple[int, int] = (0, 0),
-                      synthesis_only: bool = False) -> Path:
+                      synthesis_only: bool = False, add_context: bool = False) -> Path:
     """Train (resuming from config.out_dir) and export EMA weights at every checkpoint.
 
     ``init``: weights to start from when the run folder has no checkpoint yet (e.g. continue
@@ -130,11 +140,14 @@ def train_autoencoder(data: PhotoSet, val: PhotoSet, config: TrainConfig,
     (λ at rate 0, λ at rate 1); the learned gains adapt to it, e.g. to widen the bitrate range
     of a trained model. ``extend`` = (low, high): add that many gain levels below and above
     ``init``'s rate range and train only those; ``synthesis_only``: train only the decoder side
-    of ``init`` (both in the module docstring)."""
+    of ``init``; ``add_context``: give ``init`` a context model and train it with the rest
+    (all in the module docstring)."""
     if any(extend) and (init is None or lambda_range is not None):
         raise ValueError("extending the rate range needs init weights and keeps their λ range")
     if synthesis_only and (init is None or lambda_range is not None or any(extend)):
         raise ValueError("fine-tuning the synthesis needs init weights and keeps everything else")
+    if add_context and (init is None or lambda_range is not None or any(extend) or synthesis_only):
+        raise ValueError("adding a context model needs init weights and nothing else changed")
     prior_steps = 0
     if init is not None:
         _, config_dict, init_extra = read_metadata(init)
@@ -160,6 +173,8 @@ def train_autoencoder(data: PhotoSet, val: PhotoSet, config: TrainConfig,
     if synthesis_only:
         train_only_synthesis(model)
         loss_fn = synthesis_loss
+    if add_context:
+        model = model.with_context()  # likewise
     trainer = Trainer(model, loss_fn, data.crops(config.crop, config.batch, config.seed), config, on_checkpoint)
     trainer.run()
     return export_path

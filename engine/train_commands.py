@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="autoencoder: fine-tune only the decoder side of --init (g_s and the inverse gains) "
                         "on hard-quantised latents; the encoder and entropy model stay frozen, so every "
                         "file keeps its bytes and only the reconstruction changes")
+    p.add_argument("--add-context", action="store_true",
+                   help="autoencoder: add a checkerboard context model to --init and train it jointly with "
+                        "the transforms (continue such weights with --init alone)")
     p.add_argument("--autoencoder", type=Path, default=None,
                    help="frozen autoencoder weights for the decoder stages (default: the shipped ones)")
     p.add_argument("--init", type=Path, default=None,
@@ -88,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
         raise HfdError("--synthesis-only needs the autoencoder stage and --init, and no --extend or --lambda-range")
     if args.condition_on_rate and args.stage == "autoencoder":
         raise HfdError("--condition-on-rate is for the diffusion and flow stages")
+    if args.add_context and (args.stage != "autoencoder" or args.init is None or args.lambda_range
+                             or any(args.extend) or args.synthesis_only):
+        raise HfdError("--add-context needs the autoencoder stage and --init, and no --extend, "
+                       "--lambda-range or --synthesis-only")
     train_paths, val_paths = split_photos(args.data)
     if not train_paths:
         raise HfdError(f"no training images found in {args.data} (fetch some with `hfd data fetch DIR`)")
@@ -103,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         from .train_autoencoder import train_autoencoder
 
         path = train_autoencoder(train, val, config, init=args.init, lambda_range=args.lambda_range,
-                                 extend=args.extend, synthesis_only=args.synthesis_only)
+                                 extend=args.extend, synthesis_only=args.synthesis_only,
+                                 add_context=args.add_context)
     else:
         from .train_decoder import train_decoder
         from .unet import UNetConfig

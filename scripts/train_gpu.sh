@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# One time-budgeted training pass on a GPU: continue the shipped autoencoder, then fine-tune
-# the diffusion and flow decoders on its outputs, side by side on the same GPU (each is too
-# small to fill it alone), told the rate of each output (--condition-on-rate). Rerunning with
-# the same RUNS folder resumes every stage.
+# One time-budgeted training pass on a GPU: continue the shipped autoencoder (one run per
+# learning rate in AE_LRS, side by side, keeping the best by BD-rate against the starting
+# weights, or those weights if no run beat them), then fine-tune the diffusion and flow
+# decoders on its outputs, side by side on the same GPU (each is too small to fill it alone),
+# told the rate of each output (--condition-on-rate). Rerunning with the same RUNS folder
+# resumes every stage.
 #
 #   scripts/train_gpu.sh [DATA [RUNS [AE_SECONDS [DECODER_SECONDS]]]]
 #
 # DATA: a folder from `hfd data pack` (already downscaled ≥ 2×, so --downscale 1 here).
-# Env: BATCH, CROP (default 32 × 256²), LAMBDA_RANGE (default 0.0001,0.08: ~0.05–1.2 bpp),
-# WEIGHTS (starting weights, default assets/weights). Copy RUNS/*/*.safetensors to
-# assets/weights to ship them.
+# Env: BATCH, CROP (default 32 × 256²), AE_LRS (default "2e-4"), AE_FLAGS (extra autoencoder
+# flags, default "--lambda-range $LAMBDA_RANGE"; e.g. "--add-context"), LAMBDA_RANGE (default
+# 0.0001,0.08: ~0.05–1.2 bpp), WEIGHTS (starting weights, default assets/weights), GRACE
+# (seconds a stage may run past its budget before it is killed, default 120). Copy
+# RUNS/*/*.safetensors to assets/weights to ship them.
 set -u
 DATA=${1:-data/pack}
 RUNS=${2:-runs/gpu}
@@ -17,31 +21,38 @@ AE_SECONDS=${3:-1200}
 DECODER_SECONDS=${4:-1200}
 BATCH=${BATCH:-32}
 CROP=${CROP:-256}
+AE_LRS=${AE_LRS:-2e-4}
 LAMBDA_RANGE=${LAMBDA_RANGE:-0.0001,0.08}
+AE_FLAGS=${AE_FLAGS:---lambda-range $LAMBDA_RANGE}
 WEIGHTS=${WEIGHTS:-assets/weights}
+GRACE=${GRACE:-120}
 export PYTHONUNBUFFERED=1
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
 mkdir -p "$RUNS"
 common=(--data "$DATA" --downscale 1 --steps 10000000 --batch "$BATCH" --crop "$CROP")
 
-# Each stage is also killed 120 s past its budget; its last checkpoint's export then stands.
-timeout $((AE_SECONDS + 120)) python3 -m engine.cli train autoencoder "${common[@]}" \
-    --out "$RUNS/autoencoder" --init "$WEIGHTS/autoencoder.safetensors" --lambda-range "$LAMBDA_RANGE" \
-    --time-limit "$AE_SECONDS" --checkpoint-every 2000 \
-    >"$RUNS/autoencoder.out" 2>&1
-echo "autoencoder stage exited with $?"
-AE=$RUNS/autoencoder/autoencoder.safetensors
-if [ ! -f "$AE" ]; then
-    echo "no new autoencoder; the decoders train on $WEIGHTS's"
-    AE=$WEIGHTS/autoencoder.safetensors
-fi
+# Each stage is also killed GRACE s past its budget; its last checkpoint's export then stands.
+candidates=()
+for lr in $AE_LRS; do
+    # shellcheck disable=SC2086  # AE_FLAGS is a list of flags
+    timeout $((AE_SECONDS + GRACE)) python3 -m engine.cli train autoencoder "${common[@]}" \
+        --out "$RUNS/autoencoder-lr$lr" --init "$WEIGHTS/autoencoder.safetensors" --lr "$lr" $AE_FLAGS \
+        --time-limit "$AE_SECONDS" --checkpoint-every 2000 \
+        >"$RUNS/autoencoder-lr$lr.out" 2>&1 &
+    candidates+=("$RUNS/autoencoder-lr$lr/autoencoder.safetensors")
+done
+wait
+AE=$(python3 scripts/pick_autoencoder.py "$WEIGHTS/autoencoder.safetensors" "${candidates[@]}")
+AE=${AE:-$WEIGHTS/autoencoder.safetensors}
+echo "the decoders train on $AE"
 
 for kind in diffusion flow; do
-    timeout $((DECODER_SECONDS + 120)) python3 -m engine.cli train "$kind" "${common[@]}" \
+    timeout $((DECODER_SECONDS + GRACE)) python3 -m engine.cli train "$kind" "${common[@]}" \
         --out "$RUNS/$kind" --init "$WEIGHTS/$kind.safetensors" --autoencoder "$AE" \
         --time-limit "$DECODER_SECONDS" --checkpoint-every 1000 --condition-on-rate \
         >"$RUNS/$kind.out" 2>&1 &
 done
 wait
-for kind in autoencoder diffusion flow; do
-    echo "$kind: $(tail -c 300 "$RUNS/$kind/train.log" 2>/dev/null | tail -n 1)"
+for log in "$RUNS"/*/train.log; do
+    echo "$log: $(grep validation "$log" | tail -n 1)"
 done

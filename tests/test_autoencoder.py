@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from engine.autoencoder import STRIDE, HyperpriorAutoencoder, pad_to_stride
+from engine.context_model import anchor_mask
 from engine.errors import BitstreamError
 from engine.testing import TINY_AUTOENCODER
 
@@ -130,3 +131,72 @@ def test_entropy_parameters_do_not_depend_on_memory_format(ae):
         fast_means, fast_scales = fast._entropy_params(z, rate)
         assert torch.equal(means, fast_means) and torch.equal(scales, fast_scales)
         np.testing.assert_array_equal(ae.y_model.scale_index(scales), fast.y_model.scale_index(fast_scales))
+
+
+@pytest.fixture(scope="module")
+def ae_ctx(ae) -> HyperpriorAutoencoder:
+    """``ae`` with a context model whose refinement is not the identity (as after training)."""
+    torch.manual_seed(4)
+    model = ae.with_context()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.context.fuse[-1].weight, std=0.2)
+    model.update_tables()
+    return model.eval()
+
+
+def test_a_new_context_model_starts_as_the_hyperprior(ae):
+    """Its last layer is zero: the same symbols, the same ŷ, one more segment."""
+    ctx = ae.with_context()
+    ctx.update_tables()
+    x = pad_to_stride(torch.rand(1, 3, 70, 100))
+    with torch.no_grad():
+        y = ae.analyze(x)
+        plain, two_pass = ae.code_latents(y, 0.5), ctx.code_latents(y, 0.5)
+        assert len(two_pass.segments) == 3 and two_pass.latent_crc == plain.latent_crc
+        torch.testing.assert_close(ctx.decode_latents(two_pass.segments, 0.5, tuple(x.shape[-2:])),
+                                   ae.decode_latents(plain.segments, 0.5, tuple(x.shape[-2:])), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="already has a context model"):
+        ctx.with_context()
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.6])
+def test_context_codec_round_trip_matches_the_training_reconstruction(ae_ctx, rate):
+    """The decoder recovers every symbol, and g_s of its ŷ is what ``reconstruct`` gives
+    the decoders in training (non-anchors quantised around the context means)."""
+    torch.manual_seed(5)
+    x = pad_to_stride(torch.rand(1, 3, 64, 128))
+    with torch.no_grad():
+        y = ae_ctx.analyze(x)
+        latents = ae_ctx.code_latents(y, rate)
+        y_hat = ae_ctx.decode_latents(latents.segments, rate, tuple(x.shape[-2:]), latents.latent_crc)
+        torch.testing.assert_close(ae_ctx.synthesize(y_hat), ae_ctx.reconstruct(x, torch.tensor([rate])),
+                                   atol=1e-4, rtol=0)
+        assert ae_ctx.code_latents(y, rate).segments == latents.segments  # deterministic
+        # The refinement really moved the non-anchor means: ŷ differs from the hyperprior's.
+        ae_plain = copy.deepcopy(ae_ctx)
+        ae_plain.context, ae_plain.config = None, TINY_AUTOENCODER
+        hyper = ae_plain.code_latents(y, rate)
+        assert not torch.equal(ae_plain.decode_latents(hyper.segments, rate, tuple(x.shape[-2:])), y_hat)
+
+
+def test_context_model_refuses_a_file_with_the_wrong_number_of_passes(ae, ae_ctx):
+    x = pad_to_stride(torch.rand(1, 3, 64, 64))
+    with torch.no_grad():
+        plain = ae.code_latents(ae.analyze(x), 0.5)
+    with pytest.raises(BitstreamError, match="expected 3 latent segments for this model, found 2"):
+        ae_ctx.decode_latents(plain.segments, 0.5, (64, 64))
+
+
+def test_context_parameters_do_not_depend_on_memory_format(ae_ctx):
+    torch.manual_seed(6)
+    means = torch.randn(1, TINY_AUTOENCODER.m, 8, 12)
+    scales = torch.rand(1, TINY_AUTOENCODER.m, 8, 12).double() * 4
+    anchors = torch.round(torch.randn_like(means) * 3) * anchor_mask(8, 12)
+    fast = copy.deepcopy(ae_ctx).to(memory_format=torch.channels_last)
+    fast._cpu_cache.clear()
+    m1, s1 = ae_ctx._context_params(anchors, means, scales)
+    m2, s2 = fast._context_params(anchors.contiguous(memory_format=torch.channels_last), means, scales)
+    assert torch.equal(m1, m2) and torch.equal(s1, s2)
+    # Anchors keep the hyperprior's parameters; the others were refined.
+    anchor = anchor_mask(8, 12).expand_as(means)
+    assert torch.equal(m1[anchor], means[anchor]) and not torch.equal(m1[~anchor], means[~anchor])

@@ -249,3 +249,10 @@ def test_synthesis_only_needs_the_autoencoder_stage_and_init_weights(args, capsy
 def test_condition_on_rate_is_for_the_decoder_stages(capsys):
     assert main(["train", "autoencoder", "--data", "/nonexistent", "--condition-on-rate"]) != 0
     assert "--condition-on-rate is for the diffusion and flow stages" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["flow", "--init", "w.safetensors"], ["autoencoder"],
+                                  ["autoencoder", "--init", "w.safetensors", "--extend", "1,0"]])
+def test_add_context_needs_the_autoencoder_stage_and_init_weights(args, capsys):
+    assert main(["train", *args, "--data", "/nonexistent", "--add-context"]) != 0
+    assert "--add-context needs the autoencoder stage and --init" in capsys.readouterr().err

@@ -203,3 +203,28 @@ def test_synthesis_only_changes_the_reconstruction_but_not_one_byte_of_any_file(
         assert not torch.equal(tuned.synthesize(y_hat), init.synthesize(y_hat))
     with pytest.raises(ValueError, match="fine-tuning the synthesis needs init weights"):
         train_autoencoder(_photos(), _photos(1), config, synthesis_only=True)
+
+
+def test_add_context_trains_the_context_model_jointly_with_the_transforms(tmp_path):
+    weights = write_tiny_weights(tmp_path / "w")
+    init = HyperpriorAutoencoder(TINY_AUTOENCODER)
+    load_state(weights / "autoencoder.safetensors", init, "autoencoder")
+    config = TrainConfig(out_dir=tmp_path / "ae", steps=3, batch=2, crop=64, warmup=1, lr=0.01, log_every=1,
+                         checkpoint_every=3, bf16=False, device="cpu")
+    path = train_autoencoder(_photos(), _photos(1), config, init=weights / "autoencoder.safetensors",
+                             add_context=True)
+    assert read_metadata(path)[1]["context"] is True
+    trained = init.with_context()
+    load_state(path, trained, "autoencoder")
+    before, after = init.state_dict(), trained.state_dict()
+    assert after["context.fuse.4.weight"].abs().sum() > 0  # started at zero, trained
+    for name in ("g_a.0.weight", "g_s.0.weight", "h_s.0.weight"):
+        assert not torch.equal(after[name], before[name].bfloat16().float())
+    trained.update_tables()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():  # the exported weights code and decode with the context model
+        latents = trained.code_latents(trained.analyze(x), 0.5)
+        assert len(latents.segments) == 3
+        assert trained.synthesize(trained.decode_latents(latents.segments, 0.5, (64, 64), latents.latent_crc)).shape == x.shape
+    with pytest.raises(ValueError, match="adding a context model needs init weights"):
+        train_autoencoder(_photos(), _photos(1), config, add_context=True)
