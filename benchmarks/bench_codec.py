@@ -85,7 +85,7 @@ def bench(engine: Engine, width: int, height: int, fast: bool, repeats: int) -> 
     row["bpp"] = sum(map(len, latents.segments)) * 8 / (width * height)
     decoder = engine.decoder(engine.decoder_kinds[0]) if engine.decoder_kinds else None
     if decoder is not None:
-        step = network_call(decoder.net.to(device), device, fast)
+        step = network_call(decoder.net.to(device), device, fast, rate=0.5)  # rate-conditioned nets need it
         z = torch.randn(1, 3, height - height % 16, width - width % 16, device=device)
         level = torch.ones(1, device=device)
         with torch.inference_mode():
