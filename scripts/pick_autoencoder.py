@@ -5,7 +5,8 @@ from the validation each export carries (the same centre crops for every run).
 
 Prints each candidate's BD-rate over the validation rates 0.25–0.75 (the 0.1–0.8 bpp range
 the release is judged on), then, on the last line, the path of the best candidate, or INIT
-when none needs fewer bits than it: a fine-tune that made things worse is never picked."""
+when none needs fewer bits than it: a fine-tune that made things worse is never picked.
+Candidates that are missing or carry no validation are skipped; INIT must carry one."""
 from __future__ import annotations
 
 import sys
@@ -36,7 +37,11 @@ def main(argv: list[str]) -> int:
         if not path.is_file():
             print(f"{path}: missing", file=sys.stderr)
             continue
-        delta = bd_rate(*reference, *curve(path))
+        try:
+            delta = bd_rate(*reference, *curve(path))
+        except HfdError as error:  # e.g. killed before its first validation
+            print(f"{path}: skipped ({error})", file=sys.stderr)
+            continue
         print(f"{path}: BD-rate {delta:+.2f} % against {init}", file=sys.stderr)
         if delta < best_delta:
             best, best_delta = path, delta
