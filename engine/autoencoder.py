@@ -173,14 +173,19 @@ class HyperpriorAutoencoder(nn.Module):
         transforms run in, and on whatever CPU: so h_s runs on the CPU in float64 with
         contiguous weights, where kernel-dependent rounding (~1e-16) practically never moves a
         scale across a bin edge (in fp32 a channels_last copy already desynchronised files)."""
-        if "h_s" not in self._cpu_cache:
-            self._cpu_cache["h_s"] = copy.deepcopy(self.h_s).to(
-                "cpu", torch.float64, memory_format=torch.contiguous_format).eval()
         r = torch.tensor([rate], dtype=torch.float64)
         with torch.inference_mode(), torch.autocast("cpu", enabled=False):
             z_in = z_sym.double().cpu() * self._interp(self.log_inv_hgain.double().cpu(), r)
-            means, scales = self._cpu_cache["h_s"](z_in.contiguous()).chunk(2, dim=1)
+            means, scales = self._cpu_float64("h_s")(z_in.contiguous()).chunk(2, dim=1)
         return means.float(), scales
+
+    def _cpu_float64(self, name: str) -> nn.Module:
+        """A cached CPU float64 copy of the submodule ``name`` with contiguous weights, for
+        everything the coding tables' indices depend on (cleared by ``update_tables``)."""
+        if name not in self._cpu_cache:
+            self._cpu_cache[name] = copy.deepcopy(getattr(self, name)).to(
+                "cpu", torch.float64, memory_format=torch.contiguous_format).eval()
+        return self._cpu_cache[name]
 
     def analyze(self, x: Tensor) -> Tensor:
         """g_a(x) for x (1,3,H,W) in [0,1], sides padded to STRIDE; rate-independent."""
@@ -189,11 +194,8 @@ class HyperpriorAutoencoder(nn.Module):
     def _context_params(self, anchors: Tensor, means: Tensor, scales: Tensor) -> tuple[Tensor, Tensor]:
         """The second pass's (means fp32, scales float64) from the decoded anchors (zero
         elsewhere), on the CPU in float64 for the same reason as ``_entropy_params``."""
-        if "context" not in self._cpu_cache:
-            self._cpu_cache["context"] = copy.deepcopy(self.context).to(
-                "cpu", torch.float64, memory_format=torch.contiguous_format).eval()
         with torch.inference_mode(), torch.autocast("cpu", enabled=False):
-            means, scales = self._cpu_cache["context"](
+            means, scales = self._cpu_float64("context")(
                 anchors.double().contiguous(), means.double(), scales.double().clamp_min(self.y_model.scale_min))
         return means.float(), scales
 
