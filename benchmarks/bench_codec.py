@@ -69,16 +69,15 @@ def bench(engine: Engine, width: int, height: int, fast: bool, repeats: int) -> 
     x = pad_to_stride(torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255)).to(device)
     if fast:
         x = x.contiguous(memory_format=torch.channels_last)
-    padded = (x.shape[-2], x.shape[-1])
     row: dict[str, float] = {}
     with torch.inference_mode():
         with engine._autocast():
             y = ae.analyze(x)
             row["analysis_s"] = best_time(lambda: ae.analyze(x), repeats, device)
-        latents = ae.code_latents(y, 0.5)
-        row["entropy_encode_s"] = best_time(lambda: ae.code_latents(y, 0.5), repeats, device)
-        y_hat = ae.decode_latents(latents.segments, 0.5, padded).to(device)
-        row["entropy_decode_s"] = best_time(lambda: ae.decode_latents(latents.segments, 0.5, padded),
+        latents = ae.code_latents(y, 0.5, (height, width))
+        row["entropy_encode_s"] = best_time(lambda: ae.code_latents(y, 0.5, (height, width)), repeats, device)
+        y_hat = ae.decode_latents(latents.segments, 0.5, (height, width)).to(device)
+        row["entropy_decode_s"] = best_time(lambda: ae.decode_latents(latents.segments, 0.5, (height, width)),
                                             repeats, device)
         with engine._autocast():
             row["synthesis_s"] = best_time(lambda: ae.synthesize(y_hat), repeats, device)

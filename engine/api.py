@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import bitstream
-from .autoencoder import STRIDE, AutoencoderConfig, HyperpriorAutoencoder, pad_to_stride
+from .autoencoder import AutoencoderConfig, HyperpriorAutoencoder, pad_to_stride
 from .errors import HfdError, ImageError, SettingsError, WeightsError
 from .progress import CancelToken, StepInfo
 from .score_decoder import KINDS, ScoreDecoder, TrainedFacts, cpu_supports_bf16
@@ -212,7 +212,7 @@ class Engine:
 
     def _pack(self, y: torch.Tensor, rate: float, w: int, h: int, colour: str) -> Encoded:
         rate = float(np.float32(rate))  # the header stores float32: code with exactly that value
-        latents = self.autoencoder.code_latents(y, rate)
+        latents = self.autoencoder.code_latents(y, rate, (h, w))
         header = bitstream.HfdHeader(model_id=self.model_id, weights_hash=self.weights_hash, rate=rate,
                                      width=w, height=h, colour=colour, latent_crc=latents.latent_crc)
         return Encoded(bitstream.pack(header, latents.segments), w, h, rate)
@@ -267,9 +267,9 @@ class Engine:
         header, segments = bitstream.unpack(data)
         bitstream.check_model(header, self.model_id, self.weights_hash)
         h, w = header.height, header.width
-        padded = (h + (-h % STRIDE), w + (-w % STRIDE))
         with torch.inference_mode(), self._oom_guard(h, w):
-            y_hat = self.autoencoder.decode_latents(segments, header.rate, padded, header.latent_crc)
+            y_hat = self.autoencoder.decode_latents(segments, header.rate, (h, w), header.latent_crc,
+                                                    padding_coded=header.format_version == 1)
             y_hat = y_hat.to(self.device)
             if self._fast:
                 y_hat = y_hat.contiguous(memory_format=torch.channels_last)

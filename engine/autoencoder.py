@@ -10,7 +10,10 @@
 interpolation), each trained with its own λ; r = 0 is the lowest bitrate.
 
 With ``context`` the y symbols are coded in two checkerboard passes and the second pass's
-(μ, σ) are refined from the first pass's decoded values (``context_model``)."""
+(μ, σ) are refined from the first pass's decoded values (``context_model``).
+
+Images are replicate-padded to a multiple of STRIDE, but only the y symbols that cover the
+image are coded; the decoder puts their predicted means at the rest (``coded_region``)."""
 from __future__ import annotations
 
 import copy
@@ -29,6 +32,7 @@ from .layers import SimplifiedGDN, conv, deconv
 from .range_coding import decode_symbols, encode_symbols
 
 STRIDE = 64  # total downsampling of g_a (16) × h_a (4): image sides are padded to this
+Y_STRIDE = 16  # downsampling of g_a alone
 GAIN_TABLES = ("log_gain", "log_inv_gain", "log_hgain", "log_inv_hgain")  # one row per level
 
 
@@ -199,63 +203,67 @@ class HyperpriorAutoencoder(nn.Module):
                 anchors.double().contiguous(), means.double(), scales.double().clamp_min(self.y_model.scale_min))
         return means.float(), scales
 
-    def _code_y(self, symbols: Tensor, scales: Tensor, where: Tensor | None = None) -> bytes:
-        """Entropy-code one pass of y symbols (those at ``where``, or all)."""
+    def _code_y(self, symbols: Tensor, scales: Tensor, where: Tensor) -> bytes:
+        """Entropy-code the y symbols at ``where``."""
         values, index = symbols.to(torch.int64).numpy(), self.y_model.scale_index(scales)
-        if where is not None:
-            values, index = values[where.numpy()], index[where.numpy()]
-        return encode_symbols(values, index, self.y_model.table.cpu().numpy(), self.y_model.radius)
+        return encode_symbols(values[where.numpy()], index[where.numpy()], self.y_model.table.cpu().numpy(),
+                              self.y_model.radius)
 
-    def _decode_y(self, segment: bytes, scales: Tensor, into: Tensor, where: Tensor | None = None) -> None:
-        """Decode one pass of y symbols into ``into`` (at ``where``, or everywhere)."""
+    def _decode_y(self, segment: bytes, scales: Tensor, into: Tensor, where: Tensor) -> None:
+        """Decode the y symbols at ``where`` into ``into``."""
         index = self.y_model.scale_index(scales)
-        if where is None:
-            where = torch.ones_like(into, dtype=torch.bool)
         values = decode_symbols(segment, index[where.numpy()], self.y_model.table.cpu().numpy(), self.y_model.radius)
         into[where] = torch.from_numpy(values).to(into.dtype)
 
-    def code_latents(self, y: Tensor, rate: float) -> Latents:
-        """Quantise and entropy-code the analysis output at ``rate``: segments ẑ, then ŷ in
-        one pass (hyperprior) or two (anchors, then the rest, with the context model)."""
+    def code_latents(self, y: Tensor, rate: float, image_hw: tuple[int, int]) -> Latents:
+        """Quantise and entropy-code the analysis output of an ``image_hw`` image (padded to
+        STRIDE) at ``rate``: segments ẑ, then the ŷ that cover the image in one pass
+        (hyperprior) or two (anchors, then the rest, with the context model)."""
+        if tuple(y.shape[-2:]) != _padded(image_hw, Y_STRIDE):
+            raise ValueError(f"latents {tuple(y.shape[-2:])} do not belong to a {image_hw} image padded to {STRIDE}")
         r = torch.tensor([rate], device=y.device)
         y = y.float() * self._interp(self.log_gain.float(), r)
         z = self.h_a(y.to(next(self.h_a.parameters()).dtype)).float() * self._interp(self.log_hgain.float(), r)
         z_sym = torch.round(z).cpu()
         means, scales = self._entropy_params(z_sym, rate)
         y = y.cpu()
-        y_sym = torch.round(y - means)
+        region = coded_region(y.shape, image_hw)
+        y_sym = torch.round(y - means) * region
         segments = [encode_symbols(z_sym.to(torch.int64).numpy(), self.z_prior.channel_index(z_sym.shape),
                                    self.z_prior.table.cpu().numpy(), self.z_prior.radius)]
         if self.context is None:
-            segments.append(self._code_y(y_sym, scales))
+            segments.append(self._code_y(y_sym, scales, region))
         else:
             anchor = anchor_mask(*y.shape[-2:]).expand_as(y)
             means_2, scales_2 = self._context_params((y_sym + means) * anchor, means, scales)
-            y_sym = torch.where(anchor, y_sym, torch.round(y - means_2))
-            segments += [self._code_y(y_sym, scales, anchor), self._code_y(y_sym, scales_2, ~anchor)]
+            y_sym = torch.where(anchor, y_sym, torch.round(y - means_2)) * region
+            segments += [self._code_y(y_sym, scales, anchor & region), self._code_y(y_sym, scales_2, ~anchor & region)]
         crc = zlib.crc32(y_sym.to(torch.int32).numpy().astype("<i4").tobytes())
         return Latents(segments, crc)
 
-    def decode_latents(self, segments: list[bytes], rate: float, padded_hw: tuple[int, int],
-                       latent_crc: int | None = None) -> Tensor:
-        """Entropy-decode ``segments`` and return the gain-removed ŷ on the CPU (fp32)."""
+    def decode_latents(self, segments: list[bytes], rate: float, image_hw: tuple[int, int],
+                       latent_crc: int | None = None, padding_coded: bool = False) -> Tensor:
+        """Entropy-decode ``segments`` of an ``image_hw`` image and return the gain-removed ŷ
+        (padded to STRIDE) on the CPU (fp32). ``padding_coded``: the file also coded the
+        symbols outside the image (.hfd format v1)."""
         expected = 2 if self.context is None else 3
         if len(segments) != expected:
             raise BitstreamError(f"expected {expected} latent segments for this model, found {len(segments)}")
-        h, w = padded_hw
+        h, w = _padded(image_hw, 1)
         z_shape = (1, self.config.n, h // STRIDE, w // STRIDE)
         z_sym = decode_symbols(segments[0], self.z_prior.channel_index(z_shape),
                                self.z_prior.table.cpu().numpy(), self.z_prior.radius)
         z_hat = torch.from_numpy(z_sym).float()
         means, scales = self._entropy_params(z_hat, rate)
+        region = coded_region(means.shape, (h, w) if padding_coded else image_hw)
         y_sym = torch.zeros(means.shape)
         if self.context is None:
-            self._decode_y(segments[1], scales, y_sym)
+            self._decode_y(segments[1], scales, y_sym, region)
         else:
             anchor = anchor_mask(*means.shape[-2:]).expand_as(means)
-            self._decode_y(segments[1], scales, y_sym, anchor)
+            self._decode_y(segments[1], scales, y_sym, anchor & region)
             means, scales_2 = self._context_params((y_sym + means) * anchor, means, scales)
-            self._decode_y(segments[2], scales_2, y_sym, ~anchor)
+            self._decode_y(segments[2], scales_2, y_sym, ~anchor & region)
         if latent_crc is not None and zlib.crc32(y_sym.to(torch.int32).numpy().astype("<i4").tobytes()) != latent_crc:
             raise BitstreamError("latent checksum mismatch: the entropy decoder lost sync "
                                  "(corrupt file or different coding tables)")
@@ -270,6 +278,22 @@ def _quantise_ste(y: Tensor, means: Tensor) -> Tensor:
     """round(y − μ) + μ in value; the gradient reaches y unchanged (straight through) and not
     μ, so training only the entropy model never backpropagates through the synthesis."""
     return y + (torch.round(y - means) + means - y).detach()
+
+
+def _padded(image_hw: tuple[int, int], stride: int) -> tuple[int, int]:
+    """Sides of an ``image_hw`` image padded to STRIDE, in units of ``stride``."""
+    return tuple(-(-side // STRIDE) * (STRIDE // stride) for side in image_hw)
+
+
+def coded_region(latent_shape: torch.Size, image_hw: tuple[int, int]) -> Tensor:
+    """Bool mask over a y grid: the symbols whose 16×16 footprint reaches into the image.
+    Coding the rest, which see only replicated padding, cost up to 8 % of a file (2 % on
+    average over the validation photos) for a part of g_s's view that their predicted means
+    stand in for almost as well (≤ 0.1 dB on the validation photos)."""
+    rows, cols = (-(-side // Y_STRIDE) for side in image_hw)
+    region = torch.zeros(latent_shape, dtype=torch.bool)
+    region[..., :rows, :cols] = True
+    return region
 
 
 def pad_to_stride(x: Tensor) -> Tensor:

@@ -1,10 +1,11 @@
 """The .hfd file format: a small header that names the model and the image, the entropy
 coder's payload segments, and a CRC32 over everything so corruption is caught before decoding.
 
-Version 1 layout (all integers little-endian):
+Layout (all integers little-endian):
 
     magic            4 bytes   b"\\x89HFD" (non-ASCII first byte, as in PNG, catches text-mode mangling)
-    format version   u8        1
+    format version   u8        2 (1: the same layout, but the payload also coded the latents
+                               that see only the image's padding; still read)
     model id         u8 n + n ASCII bytes (printable, 1..64)
     weights hash     8 bytes   (16 hex digits)
     rate             f32       raw rate control in [0, 1]
@@ -26,7 +27,7 @@ from .errors import BitstreamError, ModelMismatchError
 from .images import Colour
 
 MAGIC = b"\x89HFD"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAX_MODEL_ID = 64
 # Far beyond any image that fits in memory: larger headers can only come from broken files.
 MAX_SIDE = 1 << 20
@@ -70,7 +71,7 @@ def pack(header: HfdHeader, segments: list[bytes]) -> bytes:
     if len(segments) > MAX_SEGMENTS:
         raise ValueError(f"at most {MAX_SEGMENTS} segments fit a .hfd file, got {len(segments)}")
     model_id = header.model_id.encode("ascii")
-    parts = [MAGIC, bytes([FORMAT_VERSION, len(model_id)]), model_id,
+    parts = [MAGIC, bytes([header.format_version, len(model_id)]), model_id,
              _FIXED.pack(bytes.fromhex(header.weights_hash), header.rate, header.width, header.height,
                          _COLOUR_CODES[header.colour], header.latent_crc, len(segments))]
     for segment in segments:
@@ -162,6 +163,6 @@ def _header_problem(header: HfdHeader) -> str:
         return f"colour must be 'rgb' or 'gray', got {header.colour!r}"
     if not 0 <= header.latent_crc < 1 << 32:
         return f"latent checksum must be a u32, got {header.latent_crc}"
-    if header.format_version != FORMAT_VERSION:
-        return f"this build handles format v{FORMAT_VERSION} only, got v{header.format_version}"
+    if not 1 <= header.format_version <= FORMAT_VERSION:
+        return f"this build handles format v1 to v{FORMAT_VERSION}, got v{header.format_version}"
     return ""

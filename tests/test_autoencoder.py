@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.autoencoder import STRIDE, HyperpriorAutoencoder, pad_to_stride
+from engine.autoencoder import STRIDE, HyperpriorAutoencoder, coded_region, pad_to_stride
 from engine.context_model import anchor_mask
 from engine.errors import BitstreamError
 from engine.testing import TINY_AUTOENCODER
@@ -40,7 +40,7 @@ def test_real_codec_round_trip_matches_rounded_latents(ae, rate):
     x = pad_to_stride(torch.rand(1, 3, 70, 100))
     with torch.no_grad():
         y = ae.analyze(x)
-        latents = ae.code_latents(y, rate)
+        latents = ae.code_latents(y, rate, tuple(x.shape[-2:]))
         y_hat = ae.decode_latents(latents.segments, rate, tuple(x.shape[-2:]), latents.latent_crc)
         # The decoder must see exactly round(y·gain − μ) + μ, then the inverse gain.
         r = torch.tensor([rate])
@@ -50,6 +50,33 @@ def test_real_codec_round_trip_matches_rounded_latents(ae, rate):
         expected = (torch.round(y_g - means) + means) * ae._interp(ae.log_inv_gain, r)
     torch.testing.assert_close(y_hat, expected)
     assert x.shape[-1] % STRIDE == 0 and x.shape[-2] % STRIDE == 0
+
+
+@pytest.mark.parametrize("model", ["ae", "ae_ctx"])
+def test_latents_that_see_only_padding_are_not_coded(model, request):
+    """A 70×90 image pads to 128×128 (8×8 latents) but only 5×6 latents reach into it: the
+    rest cost no bytes and decode to their predicted means, so the image's own symbols are
+    exactly those of a file that codes every latent (format v1), which still decodes."""
+    model = request.getfixturevalue(model)
+    torch.manual_seed(6)
+    x = pad_to_stride(torch.rand(1, 3, 70, 90))
+    region = coded_region((1, 1, 8, 8), (70, 90))
+    assert region.sum() == 5 * 6 and region[..., :5, :6].all()
+    with torch.no_grad():
+        y = model.analyze(x) * 20  # the untrained transforms' latents all round to 0
+        skipping, every = model.code_latents(y, 0.5, (70, 90)), model.code_latents(y, 0.5, (128, 128))
+        assert len(b"".join(skipping.segments)) < len(b"".join(every.segments))
+        assert skipping.segments[0] == every.segments[0]  # the same ẑ
+        y_hat = model.decode_latents(skipping.segments, 0.5, (70, 90), skipping.latent_crc)
+        y_all = model.decode_latents(every.segments, 0.5, (70, 90), every.latent_crc, padding_coded=True)
+        torch.testing.assert_close(y_all, model.decode_latents(every.segments, 0.5, (128, 128)), rtol=0, atol=0)
+        # Anchors are coded around the hyperprior's means, so inside the image they match
+        # exactly; the context model's means also read the padding's anchors.
+        anchors = region & anchor_mask(8, 8)
+        torch.testing.assert_close(y_hat[anchors.expand_as(y_hat)], y_all[anchors.expand_as(y_hat)], rtol=0, atol=0)
+        assert not torch.equal(y_hat[~region.expand_as(y_hat)], y_all[~region.expand_as(y_hat)])
+        with pytest.raises(ValueError, match=r"do not belong to a \(200, 90\) image"):
+            model.code_latents(y, 0.5, (200, 90))
 
 
 def test_higher_rate_spends_more_bits_after_a_little_training():
@@ -70,14 +97,14 @@ def test_higher_rate_spends_more_bits_after_a_little_training():
     with torch.no_grad():
         y = model.analyze(x[:1])
         for rate in (0.0, 1.0):
-            sizes.append(sum(map(len, model.code_latents(y, rate).segments)))
+            sizes.append(sum(map(len, model.code_latents(y, rate, tuple(x.shape[-2:])).segments)))
     assert sizes[1] > sizes[0]
 
 
 def test_checksum_detects_desync(ae):
     x = pad_to_stride(torch.rand(1, 3, 64, 64))
     with torch.no_grad():
-        latents = ae.code_latents(ae.analyze(x), 0.5)
+        latents = ae.code_latents(ae.analyze(x), 0.5, tuple(x.shape[-2:]))
         with pytest.raises(BitstreamError, match="checksum"):
             ae.decode_latents(latents.segments, 0.5, (64, 64), latents.latent_crc ^ 1)
 
@@ -111,9 +138,10 @@ def test_extended_model_keeps_every_old_rate_and_lambda(ae):
         for old in (0.0, 0.5, 1.0):
             new = (2 + old * (levels - 1)) / (levels + 2)
             assert float(wide.lmbda(torch.tensor(new))) == pytest.approx(float(ae.lmbda(torch.tensor(old))), rel=1e-5)
-            assert wide.code_latents(y, new).segments == ae.code_latents(y, old).segments
+            assert wide.code_latents(y, new, (64, 64)).segments == ae.code_latents(y, old, (64, 64)).segments
         # The new lowest level quantises more coarsely than the old one: fewer bytes.
-        assert len(b"".join(wide.code_latents(y, 0.0).segments)) <= len(b"".join(ae.code_latents(y, 0.0).segments))
+        sizes = [len(b"".join(model.code_latents(y, 0.0, (64, 64)).segments)) for model in (wide, ae)]
+        assert sizes[0] <= sizes[1]
     assert wide.config.lambda_min < c.lambda_min and wide.config.lambda_max > c.lambda_max
     with pytest.raises(ValueError, match="at least one new level"):
         ae.extended(0, 0)
@@ -151,7 +179,7 @@ def test_a_new_context_model_starts_as_the_hyperprior(ae):
     x = pad_to_stride(torch.rand(1, 3, 70, 100))
     with torch.no_grad():
         y = ae.analyze(x)
-        plain, two_pass = ae.code_latents(y, 0.5), ctx.code_latents(y, 0.5)
+        plain, two_pass = (model.code_latents(y, 0.5, tuple(x.shape[-2:])) for model in (ae, ctx))
         assert len(two_pass.segments) == 3 and two_pass.latent_crc == plain.latent_crc
         torch.testing.assert_close(ctx.decode_latents(two_pass.segments, 0.5, tuple(x.shape[-2:])),
                                    ae.decode_latents(plain.segments, 0.5, tuple(x.shape[-2:])), rtol=0, atol=0)
@@ -167,22 +195,22 @@ def test_context_codec_round_trip_matches_the_training_reconstruction(ae_ctx, ra
     x = pad_to_stride(torch.rand(1, 3, 64, 128))
     with torch.no_grad():
         y = ae_ctx.analyze(x)
-        latents = ae_ctx.code_latents(y, rate)
+        latents = ae_ctx.code_latents(y, rate, tuple(x.shape[-2:]))
         y_hat = ae_ctx.decode_latents(latents.segments, rate, tuple(x.shape[-2:]), latents.latent_crc)
         torch.testing.assert_close(ae_ctx.synthesize(y_hat), ae_ctx.reconstruct(x, torch.tensor([rate])),
                                    atol=1e-4, rtol=0)
-        assert ae_ctx.code_latents(y, rate).segments == latents.segments  # deterministic
+        assert ae_ctx.code_latents(y, rate, tuple(x.shape[-2:])).segments == latents.segments  # deterministic
         # The refinement really moved the non-anchor means: ŷ differs from the hyperprior's.
         ae_plain = copy.deepcopy(ae_ctx)
         ae_plain.context, ae_plain.config = None, TINY_AUTOENCODER
-        hyper = ae_plain.code_latents(y, rate)
+        hyper = ae_plain.code_latents(y, rate, tuple(x.shape[-2:]))
         assert not torch.equal(ae_plain.decode_latents(hyper.segments, rate, tuple(x.shape[-2:])), y_hat)
 
 
 def test_context_model_refuses_a_file_with_the_wrong_number_of_passes(ae, ae_ctx):
     x = pad_to_stride(torch.rand(1, 3, 64, 64))
     with torch.no_grad():
-        plain = ae.code_latents(ae.analyze(x), 0.5)
+        plain = ae.code_latents(ae.analyze(x), 0.5, tuple(x.shape[-2:]))
     with pytest.raises(BitstreamError, match="expected 3 latent segments for this model, found 2"):
         ae_ctx.decode_latents(plain.segments, 0.5, (64, 64))
 

@@ -1,3 +1,4 @@
+import dataclasses
 import struct
 import zlib
 
@@ -38,6 +39,14 @@ def test_file_size_is_header_plus_payload():
     assert data.startswith(MAGIC)
 
 
+def test_a_version_1_header_keeps_its_version():
+    """v1 files (every latent coded, padding included) are still read, and tell decoders so."""
+    old = dataclasses.replace(HEADER, format_version=1)
+    data = pack(old, SEGMENTS)
+    assert data[len(MAGIC)] == 1 and FORMAT_VERSION == 2
+    assert unpack(data) == (old, SEGMENTS)
+
+
 def test_no_segments_round_trip():
     assert unpack(pack(HEADER, [])) == (HEADER, [])
 
@@ -46,7 +55,7 @@ def test_no_segments_round_trip():
     ("model_id", "", "model id"), ("model_id", "naïve", "model id"), ("model_id", "m" * 65, "model id"),
     ("weights_hash", "0123", "weights hash"), ("weights_hash", "0123456789abcdeg", "weights hash"),
     ("rate", 1.5, "rate"), ("rate", float("nan"), "rate"), ("width", 0, "width"), ("height", (1 << 20) + 1, "height"),
-    ("colour", "cmyk", "colour"), ("latent_crc", -1, "latent checksum"), ("format_version", 2, "format v1"),
+    ("colour", "cmyk", "colour"), ("latent_crc", -1, "latent checksum"), ("format_version", 0, "format v1 to v2"), ("format_version", 3, "format v1 to v2"),
 ])
 def test_header_rejects_values_it_cannot_store(field, value, message):
     fields = dict(HEADER.__dict__, **{field: value})
@@ -76,7 +85,7 @@ def test_empty_and_foreign_files():
 def test_newer_and_unknown_versions():
     data = bytearray(pack(HEADER, SEGMENTS))
     data[4] = 7
-    with pytest.raises(BitstreamError, match=r"written by a newer hfd \(format v7\); this build reads up to v1"):
+    with pytest.raises(BitstreamError, match=r"written by a newer hfd \(format v7\); this build reads up to v2"):
         unpack(bytes(data))
     data[4] = 0
     with pytest.raises(BitstreamError, match="unknown .hfd format version 0"):

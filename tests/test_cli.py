@@ -75,7 +75,7 @@ def test_compress_info_decompress_round_trip(capsys, tmp_path, weights, photo):
 
     code, printed, _ = hfd(capsys, "info", out)
     assert code == 0
-    assert f"{W}×{H}, rgb" in printed and f"{size} bytes" in printed and ".hfd v1" in printed
+    assert f"{W}×{H}, rgb" in printed and f"{size} bytes" in printed and ".hfd v2" in printed
     assert "tiny-test-0 (weights " in printed and re.search(r"^rate +0\.5000$", printed, re.M)
 
     png = tmp_path / "p.png"
@@ -162,13 +162,13 @@ def _damaged_files(valid: bytes) -> dict[str, tuple[bytes, str]]:
     flipped = bytearray(valid)
     flipped[len(valid) // 2] ^= 0x40
     future = bytearray(valid)
-    future[4] = 2
+    future[4] = 3
     header, segments = unpack(valid)
     foreign = pack(dataclasses.replace(header, weights_hash="ffffffffffffffff"), segments)
     return {"truncated": (valid[:-9], "truncated .hfd file"),
             "corrupt": (bytes(flipped), "corrupt .hfd file"),
             "wrong magic": (b"GIF89a" + valid[6:], "not a .hfd file"),
-            "future version": (bytes(future), "written by a newer hfd (format v2)"),
+            "future version": (bytes(future), "written by a newer hfd (format v3)"),
             "empty": (b"", "empty file"),
             "wrong model": (foreign, "file was written by model tiny-test-0 (weights ffffffffffffffff)")}
 

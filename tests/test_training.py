@@ -197,7 +197,7 @@ def test_synthesis_only_changes_the_reconstruction_but_not_one_byte_of_any_file(
     x = torch.rand(1, 3, 64, 128)
     with torch.no_grad():
         for rate in (0.0, 0.5, 1.0):
-            old, new = init.code_latents(init.analyze(x), rate), tuned.code_latents(tuned.analyze(x), rate)
+            old, new = (m.code_latents(m.analyze(x), rate, (64, 128)) for m in (init, tuned))
             assert old.segments == new.segments and old.latent_crc == new.latent_crc
         y_hat = tuned.decode_latents(new.segments, 1.0, (64, 128))
         assert not torch.equal(tuned.synthesize(y_hat), init.synthesize(y_hat))
@@ -223,7 +223,7 @@ def test_add_context_trains_the_context_model_jointly_with_the_transforms(tmp_pa
     trained.update_tables()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():  # the exported weights code and decode with the context model
-        latents = trained.code_latents(trained.analyze(x), 0.5)
+        latents = trained.code_latents(trained.analyze(x), 0.5, (64, 64))
         assert len(latents.segments) == 3
         assert trained.synthesize(trained.decode_latents(latents.segments, 0.5, (64, 64), latents.latent_crc)).shape == x.shape
     with pytest.raises(ValueError, match="adding a context model needs init weights"):
