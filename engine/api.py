@@ -268,8 +268,7 @@ class Engine:
         bitstream.check_model(header, self.model_id, self.weights_hash)
         h, w = header.height, header.width
         with torch.inference_mode(), self._oom_guard(h, w):
-            y_hat = self.autoencoder.decode_latents(segments, header.rate, (h, w), header.latent_crc,
-                                                    padding_coded=header.format_version == 1)
+            y_hat = self.autoencoder.decode_latents(segments, header.rate, (h, w), header.latent_crc)
             y_hat = y_hat.to(self.device)
             if self._fast:
                 y_hat = y_hat.contiguous(memory_format=torch.channels_last)

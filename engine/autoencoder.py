@@ -242,10 +242,9 @@ class HyperpriorAutoencoder(nn.Module):
         return Latents(segments, crc)
 
     def decode_latents(self, segments: list[bytes], rate: float, image_hw: tuple[int, int],
-                       latent_crc: int | None = None, padding_coded: bool = False) -> Tensor:
+                       latent_crc: int | None = None) -> Tensor:
         """Entropy-decode ``segments`` of an ``image_hw`` image and return the gain-removed ŷ
-        (padded to STRIDE) on the CPU (fp32). ``padding_coded``: the file also coded the
-        symbols outside the image (.hfd format v1)."""
+        (padded to STRIDE) on the CPU (fp32)."""
         expected = 2 if self.context is None else 3
         if len(segments) != expected:
             raise BitstreamError(f"expected {expected} latent segments for this model, found {len(segments)}")
@@ -255,7 +254,7 @@ class HyperpriorAutoencoder(nn.Module):
                                self.z_prior.table.cpu().numpy(), self.z_prior.radius)
         z_hat = torch.from_numpy(z_sym).float()
         means, scales = self._entropy_params(z_hat, rate)
-        region = coded_region(means.shape, (h, w) if padding_coded else image_hw)
+        region = coded_region(means.shape, image_hw)
         y_sym = torch.zeros(means.shape)
         if self.context is None:
             self._decode_y(segments[1], scales, y_sym, region)

@@ -4,8 +4,8 @@ coder's payload segments, and a CRC32 over everything so corruption is caught be
 Layout (all integers little-endian):
 
     magic            4 bytes   b"\\x89HFD" (non-ASCII first byte, as in PNG, catches text-mode mangling)
-    format version   u8        2 (1: the same layout, but the payload also coded the latents
-                               that see only the image's padding; still read)
+    format version   u8        2 (v1 coded the latents that see only padding too, with
+                               16-bit probability tables; not read: see ``unpack``)
     model id         u8 n + n ASCII bytes (printable, 1..64)
     weights hash     8 bytes   (16 hex digits)
     rate             f32       raw rate control in [0, 1]
@@ -71,7 +71,7 @@ def pack(header: HfdHeader, segments: list[bytes]) -> bytes:
     if len(segments) > MAX_SEGMENTS:
         raise ValueError(f"at most {MAX_SEGMENTS} segments fit a .hfd file, got {len(segments)}")
     model_id = header.model_id.encode("ascii")
-    parts = [MAGIC, bytes([header.format_version, len(model_id)]), model_id,
+    parts = [MAGIC, bytes([FORMAT_VERSION, len(model_id)]), model_id,
              _FIXED.pack(bytes.fromhex(header.weights_hash), header.rate, header.width, header.height,
                          _COLOUR_CODES[header.colour], header.latent_crc, len(segments))]
     for segment in segments:
@@ -95,6 +95,9 @@ def unpack(data: bytes) -> tuple[HfdHeader, list[bytes]]:
     version = reader.take(1, "format version")[0]
     if version > FORMAT_VERSION:
         raise BitstreamError(f"written by a newer hfd (format v{version}); this build reads up to v{FORMAT_VERSION}")
+    if version == 1:  # its payload needs the 16-bit coding tables this build no longer makes
+        raise BitstreamError("written by an earlier hfd release (format v1); this build reads v2 only: "
+                             "decode it with that release, or compress the original again")
     if version < 1:
         raise BitstreamError(f"unknown .hfd format version {version}")
     model_id = reader.take(reader.take(1, "model id length")[0], "model id")
@@ -163,6 +166,6 @@ def _header_problem(header: HfdHeader) -> str:
         return f"colour must be 'rgb' or 'gray', got {header.colour!r}"
     if not 0 <= header.latent_crc < 1 << 32:
         return f"latent checksum must be a u32, got {header.latent_crc}"
-    if not 1 <= header.format_version <= FORMAT_VERSION:
-        return f"this build handles format v1 to v{FORMAT_VERSION}, got v{header.format_version}"
+    if header.format_version != FORMAT_VERSION:
+        return f"this build handles format v{FORMAT_VERSION} only, got v{header.format_version}"
     return ""

@@ -1,12 +1,9 @@
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
 from engine import bitstream
-from engine.api import DecodeSettings, Engine, to_tensor, to_uint8
-from engine.autoencoder import pad_to_stride
+from engine.api import DecodeSettings, Engine
 from engine.errors import Cancelled, ModelMismatchError, SettingsError, WeightsError
 from engine.errors import ImageError
 from engine.images import Colour
@@ -82,24 +79,6 @@ def test_a_context_model_codes_in_two_passes_through_the_engine(tmp_path, photo)
     assert len(segments) == 3  # ẑ, anchors, the rest
     out = engine.decode_ae(enc.data)
     assert out.shape == photo.shape and np.array_equal(engine.decode_ae(enc.data), out)
-
-
-def test_files_of_format_v1_which_also_coded_the_padding_still_decode(engine, photo):
-    """v2 codes only the latents that reach into the image; a v1 file of the same weights
-    codes all of them (here 8×12 for 5×9) and must decode as it always did."""
-    ae, h, w = engine.autoencoder, *photo.shape[:2]
-    new = engine.encode(photo, rate=1.0)
-    header, segments = bitstream.unpack(new.data)
-    assert header.format_version == 2
-    with torch.inference_mode():
-        y = ae.analyze(pad_to_stride(to_tensor(photo)))
-        every = ae.code_latents(y, 1.0, (128, 192))  # what v1 wrote: the padding's latents too
-        expected = to_uint8(ae.synthesize(ae.decode_latents(every.segments, 1.0, (128, 192)))[..., :h, :w])
-    assert len(b"".join(every.segments)) > len(b"".join(segments))
-    old = bitstream.pack(dataclasses.replace(header, format_version=1, latent_crc=every.latent_crc), every.segments)
-    # Read as v2 it would desynchronise and fail its latent checksum; the engine's own
-    # synthesis may round a level apart from this plain one.
-    assert np.abs(engine.decode_ae(old).astype(int) - expected).max() <= 1
 
 
 def test_gray_colour_is_recorded(engine, photo):

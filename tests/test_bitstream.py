@@ -1,4 +1,3 @@
-import dataclasses
 import struct
 import zlib
 
@@ -39,12 +38,14 @@ def test_file_size_is_header_plus_payload():
     assert data.startswith(MAGIC)
 
 
-def test_a_version_1_header_keeps_its_version():
-    """v1 files (every latent coded, padding included) are still read, and tell decoders so."""
-    old = dataclasses.replace(HEADER, format_version=1)
-    data = pack(old, SEGMENTS)
-    assert data[len(MAGIC)] == 1 and FORMAT_VERSION == 2
-    assert unpack(data) == (old, SEGMENTS)
+def test_a_version_1_file_is_refused_with_what_to_do():
+    data = bytearray(pack(HEADER, SEGMENTS))
+    assert data[len(MAGIC)] == FORMAT_VERSION == 2
+    data[len(MAGIC)] = 1
+    data[-4:] = zlib.crc32(data[:-4]).to_bytes(4, "little")
+    with pytest.raises(BitstreamError, match=r"earlier hfd release \(format v1\); this build reads v2 only: "
+                                             "decode it with that release, or compress the original again"):
+        unpack(bytes(data))
 
 
 def test_no_segments_round_trip():
@@ -55,7 +56,7 @@ def test_no_segments_round_trip():
     ("model_id", "", "model id"), ("model_id", "naïve", "model id"), ("model_id", "m" * 65, "model id"),
     ("weights_hash", "0123", "weights hash"), ("weights_hash", "0123456789abcdeg", "weights hash"),
     ("rate", 1.5, "rate"), ("rate", float("nan"), "rate"), ("width", 0, "width"), ("height", (1 << 20) + 1, "height"),
-    ("colour", "cmyk", "colour"), ("latent_crc", -1, "latent checksum"), ("format_version", 0, "format v1 to v2"), ("format_version", 3, "format v1 to v2"),
+    ("colour", "cmyk", "colour"), ("latent_crc", -1, "latent checksum"), ("format_version", 1, "format v2 only"),
 ])
 def test_header_rejects_values_it_cannot_store(field, value, message):
     fields = dict(HEADER.__dict__, **{field: value})
