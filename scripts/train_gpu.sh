@@ -10,10 +10,10 @@
 #
 # DATA: a folder from `hfd data pack` (already downscaled ≥ 2×, so --downscale 1 here).
 # Env: BATCH, CROP (default 32 × 256²), AE_LRS (default "2e-4"), AE_FLAGS (extra autoencoder
-# flags, default "--lambda-range $LAMBDA_RANGE"; e.g. "--add-context"), LAMBDA_RANGE (default
-# 0.0001,0.08: ~0.05–1.2 bpp), WEIGHTS (starting weights, default assets/weights), GRACE
-# (seconds a stage may run past its budget before it is killed, default 120). Copy
-# RUNS/*/*.safetensors to assets/weights to ship them.
+# flags; default none, so the starting weights continue with their own λ range, gain levels
+# and context model; e.g. "--add-context" for weights without one), WEIGHTS (starting
+# weights, default assets/weights), GRACE (seconds a stage may run past its budget before it
+# is killed, default 120). Copy RUNS/*/*.safetensors to assets/weights to ship them.
 set -u
 DATA=${1:-data/pack}
 RUNS=${2:-runs/gpu}
@@ -22,8 +22,9 @@ DECODER_SECONDS=${4:-1200}
 BATCH=${BATCH:-32}
 CROP=${CROP:-256}
 AE_LRS=${AE_LRS:-2e-4}
-LAMBDA_RANGE=${LAMBDA_RANGE:-0.0001,0.08}
-AE_FLAGS=${AE_FLAGS:---lambda-range $LAMBDA_RANGE}
+# Not --lambda-range by default: the shipped model's λ range was extended past any fixed one,
+# and resetting it would move every rate of the model.
+AE_FLAGS=${AE_FLAGS-}
 WEIGHTS=${WEIGHTS:-assets/weights}
 GRACE=${GRACE:-120}
 export PYTHONUNBUFFERED=1
