@@ -56,6 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--condition-on-rate", action="store_true",
                    help="decoders: tell the network the rate each x_ae was coded at (a network from --init "
                         "without it gains it, starting out unchanged)")
+    p.add_argument("--flow-sigma", type=float, default=None,
+                   help="flow: start-noise σ in the [-1, 1] domain (x_0 = x_ae + σ·ε); default that of "
+                        "--init, else engine.flow's DEFAULT_FLOW_SIGMA. Stored with the weights, and "
+                        "the sampler uses it")
     p.set_defaults(run=run)
 
 
@@ -91,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         raise HfdError("--synthesis-only needs the autoencoder stage and --init, and no --extend or --lambda-range")
     if args.condition_on_rate and args.stage == "autoencoder":
         raise HfdError("--condition-on-rate is for the diffusion and flow stages")
+    if args.flow_sigma is not None and not (args.stage == "flow" and 0 < args.flow_sigma <= 1):
+        raise HfdError("--flow-sigma is for the flow stage and must be in (0, 1]")
     if args.add_context and (args.stage != "autoencoder" or args.init is None or args.lambda_range
                              or any(args.extend) or args.synthesis_only):
         raise HfdError("--add-context needs the autoencoder stage and --init, and no --extend, "
@@ -119,6 +125,6 @@ def run(args: argparse.Namespace) -> int:
         unet = UNetConfig(base=args.base) if args.base else UNetConfig()
         ae_path = args.autoencoder or default_weights_dir() / "autoencoder.safetensors"
         path = train_decoder(args.stage, ae_path, train, val, config, unet, init=args.init,
-                             condition_on_rate=args.condition_on_rate)
+                             condition_on_rate=args.condition_on_rate, flow_sigma=args.flow_sigma)
     print(f"weights: {path}")
     return 0

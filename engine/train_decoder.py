@@ -3,6 +3,8 @@ the fly by the frozen autoencoder at rates r ~ U(0, 1), so one decoder serves ev
 A rate-conditioned network is also told each pair's r."""
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -18,7 +20,7 @@ from .flow import flow_loss
 from .score_decoder import DecoderKind, ScoreDecoder, TrainedFacts
 from .training import TrainConfig, Trainer
 from .unet import ConditionalUNet, UNetConfig
-from .errors import WeightsError
+from .errors import SettingsError, WeightsError
 from .weights import load_state, read_metadata
 
 VALIDATION_BATCHES = 2
@@ -53,24 +55,51 @@ def decoder_loss(kind: DecoderKind, ae: HyperpriorAutoencoder, facts: TrainedFac
     return loss_fn
 
 
+def _check_resumed_facts(out_dir: Path, facts: TrainedFacts, prior_steps: int) -> None:
+    """Record what a run trains with in its folder, and refuse to resume it with anything else:
+    the loss and the exported facts would silently disagree with the steps already taken."""
+    record = {**facts.to_dict(), "train_steps": prior_steps}
+    path = out_dir / "decoder_facts.json"
+    if path.exists():
+        started = json.loads(path.read_text())
+        if started != record:
+            changed = ", ".join(f"{k} {started.get(k)} → {record.get(k)}"
+                                for k in sorted(set(started) | set(record)) if started.get(k) != record.get(k))
+            raise SettingsError(f"{out_dir} was started with other decoder settings ({changed}); "
+                                "resume it with the options it started with, or use a new --out")
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # DDP ranks all write it: never a half-written file
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)
+
+
 def train_decoder(kind: DecoderKind, autoencoder_path: str | Path, data: PhotoSet, val: PhotoSet,
                   config: TrainConfig, unet: UNetConfig = UNetConfig(),
                   facts: TrainedFacts = TrainedFacts(), init: Path | None = None,
-                  condition_on_rate: bool = False) -> Path:
+                  condition_on_rate: bool = False, flow_sigma: float | None = None) -> Path:
     """Train (resuming from config.out_dir); export EMA weights and a fixed-noise validation
     loss at every checkpoint. ``init``: decoder weights to start from when the run folder has
     no checkpoint yet; their architecture and trained facts replace ``unet`` and ``facts``.
     ``condition_on_rate``: add rate conditioning (to ``unet``, or to the network of ``init``,
-    which then starts out computing exactly what it did)."""
+    which then starts out computing exactly what it did). ``flow_sigma``: train the flow at this
+    start-noise σ instead of the one in ``facts`` (or of ``init``: a fine-tune moves it)."""
     net, prior_steps = ConditionalUNet(unet), 0
     if init is not None:
         start = ScoreDecoder.load(init)
         if start.kind != kind:
             raise WeightsError(f"{init} holds a {start.kind} decoder, not a {kind} decoder")
         net, facts, prior_steps = start.net.float().train(), start.facts, start.facts.train_steps
+    if flow_sigma is not None:
+        if kind != "flow":
+            raise SettingsError("flow_sigma is for the flow decoder")
+        if not 0 < flow_sigma <= 1:
+            raise SettingsError(f"flow_sigma must be in (0, 1], got {flow_sigma:g}")
+        facts = replace(facts, flow_sigma=flow_sigma)
     if condition_on_rate and not net.config.rate_conditioning:
         net = net.with_rate_conditioning().train()
     export_path = Path(config.out_dir) / f"{kind}.safetensors"
+    _check_resumed_facts(Path(config.out_dir), facts, prior_steps)
     ae = load_frozen_autoencoder(autoencoder_path)
     val_crops = val.crops(config.crop, config.batch, seed=12345) if val.images else None
     val_batches = [next(val_crops) for _ in range(VALIDATION_BATCHES)] if val_crops else []

@@ -251,6 +251,13 @@ def test_condition_on_rate_is_for_the_decoder_stages(capsys):
     assert "--condition-on-rate is for the diffusion and flow stages" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args", [["diffusion", "--flow-sigma", "0.1"], ["flow", "--flow-sigma", "0"],
+                                  ["flow", "--flow-sigma", "1.5"]])
+def test_flow_sigma_is_for_the_flow_stage_and_in_range(args, capsys):
+    assert main(["train", *args, "--data", "/nonexistent"]) != 0
+    assert "--flow-sigma is for the flow stage and must be in (0, 1]" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args", [["flow", "--init", "w.safetensors"], ["autoencoder"],
                                   ["autoencoder", "--init", "w.safetensors", "--extend", "1,0"]])
 def test_add_context_needs_the_autoencoder_stage_and_init_weights(args, capsys):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from engine.autoencoder import HyperpriorAutoencoder
+from engine.errors import SettingsError
 from engine.dataset import PhotoSet, is_validation, split_photos
 from engine.score_decoder import ScoreDecoder
 from engine.testing import TINY_AUTOENCODER, TINY_UNET, write_tiny_weights
@@ -122,6 +123,22 @@ def test_condition_on_rate_extends_an_init_decoder_and_trains_its_rate_embedding
     resumed = train_decoder("diffusion", weights / "autoencoder.safetensors", _photos(), _photos(1), config,
                             init=weights / "diffusion.safetensors", condition_on_rate=True)
     assert ScoreDecoder.load(resumed).facts.train_steps == 4
+
+
+def test_flow_sigma_moves_an_init_flow_and_a_resume_must_keep_it(tmp_path):
+    weights = write_tiny_weights(tmp_path / "w")
+    assert ScoreDecoder.load(weights / "flow.safetensors").facts.flow_sigma != 0.1
+    ae, init = weights / "autoencoder.safetensors", weights / "flow.safetensors"
+    path = train_decoder("flow", ae, _photos(), _photos(1), _config(tmp_path / "run", 2), init=init, flow_sigma=0.1)
+    assert ScoreDecoder.load(path).facts.flow_sigma == 0.1  # the sampler will start at this σ
+    # Resuming with the init file's σ would train the later steps on another loss: refused, with what changed.
+    with pytest.raises(SettingsError, match=r"flow_sigma 0.1 → 0.25.*options it started with"):
+        train_decoder("flow", ae, _photos(), _photos(1), _config(tmp_path / "run", 4), init=init)
+    resumed = train_decoder("flow", ae, _photos(), _photos(1), _config(tmp_path / "run", 4), init=init,
+                            flow_sigma=0.1)
+    assert ScoreDecoder.load(resumed).facts.train_steps == 4
+    with pytest.raises(SettingsError, match="for the flow decoder"):
+        train_decoder("diffusion", ae, _photos(), _photos(1), _config(tmp_path / "d", 2), flow_sigma=0.1)
 
 
 @pytest.mark.slow
