@@ -72,6 +72,7 @@ class ModelInfo:
     defaults: dict[str, DecodeSettings] = field(default_factory=dict)
     card: str = ""  # the model card text
     decoder_hashes: dict[str, str] = field(default_factory=dict)  # kind → file hash, like weights_hash
+    flow_sigma: float | None = None  # the flow's trained start-noise σ in [-1, 1] (its noise 1); None: no flow
 
 
 StepCallback = Callable[[StepInfo], None]
@@ -180,7 +181,8 @@ class Engine:
                          bpp_range=bpp_range, shift_range=shift_range,
                          decoders=("ae", *self.decoder_kinds), defaults=defaults,
                          card=card_path.read_text() if card_path.exists() else "",
-                         decoder_hashes=dict(self._decoder_hashes))
+                         decoder_hashes=dict(self._decoder_hashes),
+                         flow_sigma=self._decoder_facts["flow"].flow_sigma if "flow" in self._decoder_facts else None)
 
     @functools.cached_property
     def _decoder_hashes(self) -> dict[str, str]:

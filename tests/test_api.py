@@ -92,6 +92,7 @@ def test_info_lists_decoders_and_defaults(engine):
     assert set(info.decoders) == {"ae", "diffusion", "flow"}
     assert info.defaults["flow"].decoder == "flow"
     assert info.shift_range[0] <= info.defaults["diffusion"].shift <= info.shift_range[1]
+    assert info.flow_sigma == engine.decoder("flow").facts.flow_sigma
     from engine.weights import file_hash
     assert info.decoder_hashes == {kind: file_hash(engine.weights_dir / f"{kind}.safetensors")
                                    for kind in ("diffusion", "flow")}

@@ -1,6 +1,8 @@
 """The control panel: values in and out, ranges from the model, decoder defaults, tooltips."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from engine.api import DecodeSettings, ModelInfo
@@ -90,6 +92,8 @@ def test_about_lists_the_model_facts():
 
     html = model_facts_html(INFO, "cpu")
     assert "0.100–0.800 bpp" in html and "diffusion, flow" in html and "cpu" in html
+    assert "Flow start noise" not in html  # weights without a flow have none to state
+    assert "σ = 0.1 at sampler noise 1" in model_facts_html(dataclasses.replace(INFO, flow_sigma=0.1), "cpu")
     assert "No model loaded" in model_facts_html(None, "")
 
 
