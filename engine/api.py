@@ -21,6 +21,7 @@ import torch
 from . import bitstream
 from .autoencoder import AutoencoderConfig, HyperpriorAutoencoder, pad_to_stride
 from .errors import HfdError, ImageError, SettingsError, WeightsError
+from .flow import StartNoise
 from .progress import CancelToken, StepInfo
 from .score_decoder import KINDS, ScoreDecoder, TrainedFacts, cpu_supports_bf16
 from .weights import file_hash, load_state, read_metadata
@@ -72,7 +73,7 @@ class ModelInfo:
     defaults: dict[str, DecodeSettings] = field(default_factory=dict)
     card: str = ""  # the model card text
     decoder_hashes: dict[str, str] = field(default_factory=dict)  # kind → file hash, like weights_hash
-    flow_sigma: float | None = None  # the flow's trained start-noise σ in [-1, 1] (its noise 1); None: no flow
+    flow_sigma: StartNoise | None = None  # the flow's trained start-noise σ in [-1, 1] (its noise 1); None: no flow
 
 
 StepCallback = Callable[[StepInfo], None]

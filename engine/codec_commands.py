@@ -138,7 +138,8 @@ def model_command(args: argparse.Namespace) -> None:
             ("bpp range", f"{info.bpp_range[0]:g} .. {info.bpp_range[1]:g} (typical on photos)"),
             ("shift range", f"{info.shift_range[0]:g} .. {info.shift_range[1]:g}")]
     if info.flow_sigma is not None:
-        rows.append(("flow start noise", f"x_ae + {info.flow_sigma:g}·ε in [-1, 1] at --noise 1 (as trained)"))
+        rows.append(("flow start noise", f"x_ae + σ·ε in [-1, 1], σ = {info.flow_sigma.describe()}, "
+                                         "at --noise 1 (as trained)"))
     rows += [(f"{name} defaults", describe(settings)) for name, settings in info.defaults.items() if name != "ae"]
     print_rows(rows)
 

@@ -19,7 +19,7 @@ import torch
 
 from .diffusion import DEFAULT_RESIDUAL_SIGMA, sample_diffusion
 from .errors import ImageError, SettingsError, WeightsError
-from .flow import DEFAULT_FLOW_SIGMA, Solver, sample_flow
+from .flow import DEFAULT_FLOW_SIGMA, Solver, StartNoise, sample_flow
 from .progress import CancelToken, StepCallback, StepInfo
 from .schedules import ShiftRange
 from .tiling import tiled
@@ -41,7 +41,7 @@ class TrainedFacts:
     """What the weights were trained with; stored beside them and checked at sampling time."""
 
     shift_range: ShiftRange = field(default_factory=ShiftRange)  # diffusion
-    flow_sigma: float = DEFAULT_FLOW_SIGMA  # flow: start-noise σ in the [-1, 1] domain
+    flow_sigma: StartNoise = StartNoise.constant(DEFAULT_FLOW_SIGMA)  # flow: start-noise σ in [-1, 1], by rate
     train_steps: int = 0  # optimiser steps the weights have seen
     crop: int = 256  # training crop size in pixels
     # std of the Gaussian prior around x_ae whose v / velocity the network corrects
@@ -50,7 +50,7 @@ class TrainedFacts:
 
     def to_dict(self) -> dict[str, Any]:
         return {"shift_range": [self.shift_range.low, self.shift_range.high],
-                "flow_sigma": self.flow_sigma, "train_steps": self.train_steps, "crop": self.crop,
+                "flow_sigma": self.flow_sigma.to_json(), "train_steps": self.train_steps, "crop": self.crop,
                 "residual_sigma": self.residual_sigma}
 
     @classmethod
@@ -58,7 +58,7 @@ class TrainedFacts:
         try:
             low, high = data.get("shift_range", (0.0, 3.0))
             return cls(ShiftRange(float(low), float(high)),
-                       float(data.get("flow_sigma", DEFAULT_FLOW_SIGMA)),
+                       StartNoise.from_json(data.get("flow_sigma", DEFAULT_FLOW_SIGMA)),
                        int(data.get("train_steps", 0)), int(data.get("crop", 256)),
                        # files from before the prior existed were trained without it
                        float(data.get("residual_sigma", 0.0)))
@@ -110,8 +110,9 @@ class ScoreDecoder:
 
     @property
     def needs_rate(self) -> bool:
-        """Whether ``refine`` needs the rate x_ae was coded at."""
-        return self.net.config.rate_conditioning
+        """Whether ``refine`` needs the rate x_ae was coded at: the network's input, or the
+        flow's start noise, depends on it."""
+        return self.net.config.rate_conditioning or (self.kind == "flow" and self.facts.flow_sigma.varies)
 
     @property
     def device(self) -> torch.device:
@@ -166,7 +167,7 @@ class ScoreDecoder:
             raise ImageError(f"expected a 1×3×H×W image tensor, got shape {tuple(x_ae.shape)}")
         self.check_settings(steps, shift, noise, realism, solver, seed)
         if self.needs_rate and (rate is None or not 0.0 <= rate <= 1.0):
-            raise SettingsError(f"this {self.kind} decoder is rate-conditioned: it needs the rate in [0, 1] "
+            raise SettingsError(f"this {self.kind} decoder depends on the rate: it needs the rate in [0, 1] "
                                 f"that x_ae was coded at, got {rate}")
         steps, seed = int(steps), int(seed)
         device = torch.device(device) if device is not None else self.device
@@ -190,6 +191,7 @@ class ScoreDecoder:
                 x = sample_diffusion(fn, cond, steps, shift, noise, generator, report, cancel,
                                      self.facts.residual_sigma)
             else:
-                x = sample_flow(fn, cond, steps, self.facts.flow_sigma, noise, solver, generator, report, cancel,
+                sigma = self.facts.flow_sigma.at(float(rate) if rate is not None else 0.0)
+                x = sample_flow(fn, cond, steps, sigma, noise, solver, generator, report, cancel,
                                 self.facts.residual_sigma)
             return blend(x).to(x_ae.device)

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import HfdError
+from .errors import HfdError, SettingsError
+
+if TYPE_CHECKING:
+    from .flow import StartNoise
 
 STAGES = ("autoencoder", "diffusion", "flow")
 
@@ -56,10 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--condition-on-rate", action="store_true",
                    help="decoders: tell the network the rate each x_ae was coded at (a network from --init "
                         "without it gains it, starting out unchanged)")
-    p.add_argument("--flow-sigma", type=float, default=None,
-                   help="flow: start-noise σ in the [-1, 1] domain (x_0 = x_ae + σ·ε); default that of "
-                        "--init, else engine.flow's DEFAULT_FLOW_SIGMA. Stored with the weights, and "
-                        "the sampler uses it")
+    p.add_argument("--flow-sigma", type=_start_noise, default=None, metavar="S or S0,S1",
+                   help="flow: start-noise σ in the [-1, 1] domain (x_0 = x_ae + σ·ε), one for every rate or "
+                        "S0 at rate 0 to S1 at rate 1 (log-linear; needs a rate-conditioned network); "
+                        "default that of --init, else engine.flow's DEFAULT_FLOW_SIGMA. Stored with the "
+                        "weights, and the sampler uses it")
     p.set_defaults(run=run)
 
 
@@ -71,6 +76,15 @@ def _lambda_range(text: str) -> tuple[float, float]:
     if not 0 < lo < hi:
         raise argparse.ArgumentTypeError(f"need 0 < LO < HI, got {lo:g},{hi:g}")
     return lo, hi
+
+
+def _start_noise(text: str) -> StartNoise:
+    from .flow import StartNoise  # torch, but only when the option is given
+
+    try:
+        return StartNoise.parse(text)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _extend(text: str) -> tuple[int, int]:
@@ -95,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
         raise HfdError("--synthesis-only needs the autoencoder stage and --init, and no --extend or --lambda-range")
     if args.condition_on_rate and args.stage == "autoencoder":
         raise HfdError("--condition-on-rate is for the diffusion and flow stages")
-    if args.flow_sigma is not None and not (args.stage == "flow" and 0 < args.flow_sigma <= 1):
-        raise HfdError("--flow-sigma is for the flow stage and must be in (0, 1]")
+    if args.flow_sigma is not None and args.stage != "flow":
+        raise HfdError("--flow-sigma is for the flow stage")
     if args.add_context and (args.stage != "autoencoder" or args.init is None or args.lambda_range
                              or any(args.extend) or args.synthesis_only):
         raise HfdError("--add-context needs the autoencoder stage and --init, and no --extend, "

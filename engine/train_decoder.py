@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .autoencoder import AutoencoderConfig, HyperpriorAutoencoder
 from .dataset import PhotoSet
 from .diffusion import diffusion_loss
-from .flow import flow_loss
+from .flow import StartNoise, flow_loss
 from .score_decoder import DecoderKind, ScoreDecoder, TrainedFacts
 from .training import TrainConfig, Trainer
 from .unet import ConditionalUNet, UNetConfig
@@ -49,7 +49,7 @@ def decoder_loss(kind: DecoderKind, ae: HyperpriorAutoencoder, facts: TrainedFac
         if kind == "diffusion":
             loss = diffusion_loss(network, x, x_ae, facts.shift_range, generator, facts.residual_sigma)
         else:
-            loss = flow_loss(network, x, x_ae, facts.flow_sigma, generator, facts.residual_sigma)
+            loss = flow_loss(network, x, x_ae, facts.flow_sigma.at(rate), generator, facts.residual_sigma)
         return loss, {}
 
     return loss_fn
@@ -77,13 +77,14 @@ def _check_resumed_facts(out_dir: Path, facts: TrainedFacts, prior_steps: int) -
 def train_decoder(kind: DecoderKind, autoencoder_path: str | Path, data: PhotoSet, val: PhotoSet,
                   config: TrainConfig, unet: UNetConfig = UNetConfig(),
                   facts: TrainedFacts = TrainedFacts(), init: Path | None = None,
-                  condition_on_rate: bool = False, flow_sigma: float | None = None) -> Path:
+                  condition_on_rate: bool = False, flow_sigma: StartNoise | None = None) -> Path:
     """Train (resuming from config.out_dir); export EMA weights and a fixed-noise validation
     loss at every checkpoint. ``init``: decoder weights to start from when the run folder has
     no checkpoint yet; their architecture and trained facts replace ``unet`` and ``facts``.
     ``condition_on_rate``: add rate conditioning (to ``unet``, or to the network of ``init``,
     which then starts out computing exactly what it did). ``flow_sigma``: train the flow at this
-    start-noise σ instead of the one in ``facts`` (or of ``init``: a fine-tune moves it)."""
+    start noise instead of the one in ``facts`` (or of ``init``: a fine-tune moves it); one that
+    varies with the rate needs ``condition_on_rate`` (or an ``init`` that has it)."""
     net, prior_steps = ConditionalUNet(unet), 0
     if init is not None:
         start = ScoreDecoder.load(init)
@@ -93,11 +94,12 @@ def train_decoder(kind: DecoderKind, autoencoder_path: str | Path, data: PhotoSe
     if flow_sigma is not None:
         if kind != "flow":
             raise SettingsError("flow_sigma is for the flow decoder")
-        if not 0 < flow_sigma <= 1:
-            raise SettingsError(f"flow_sigma must be in (0, 1], got {flow_sigma:g}")
         facts = replace(facts, flow_sigma=flow_sigma)
     if condition_on_rate and not net.config.rate_conditioning:
         net = net.with_rate_conditioning().train()
+    if kind == "flow" and facts.flow_sigma.varies and not net.config.rate_conditioning:
+        raise SettingsError("a start noise that varies with the rate needs a rate-conditioned network "
+                            "(--condition-on-rate): it cannot tell the noise levels apart otherwise")
     export_path = Path(config.out_dir) / f"{kind}.safetensors"
     _check_resumed_facts(Path(config.out_dir), facts, prior_steps)
     ae = load_frozen_autoencoder(autoencoder_path)

@@ -208,7 +208,7 @@ def test_model_command_describes_the_weights(capsys, weights):
     assert code == 0 and "tiny-test-0 (weights " in printed
     assert re.search(r"^decoders +ae, diffusion, flow$", printed, re.M)
     assert re.search(r"^flow defaults +--steps \d+ .*--solver euler$", printed, re.M)
-    assert re.search(r"^flow start noise +x_ae \+ 0\.25·ε in \[-1, 1\] at --noise 1", printed, re.M)
+    assert re.search(r"^flow start noise +x_ae \+ σ·ε in \[-1, 1\], σ = 0\.25, at --noise 1", printed, re.M)
     assert re.search(r"^diffusion defaults +--steps \d+ --shift \S+ .*--realism \S+$", printed, re.M)
 
 
@@ -252,11 +252,17 @@ def test_condition_on_rate_is_for_the_decoder_stages(capsys):
     assert "--condition-on-rate is for the diffusion and flow stages" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args", [["diffusion", "--flow-sigma", "0.1"], ["flow", "--flow-sigma", "0"],
-                                  ["flow", "--flow-sigma", "1.5"]])
-def test_flow_sigma_is_for_the_flow_stage_and_in_range(args, capsys):
-    assert main(["train", *args, "--data", "/nonexistent"]) != 0
-    assert "--flow-sigma is for the flow stage and must be in (0, 1]" in capsys.readouterr().err
+def test_flow_sigma_is_for_the_flow_stage(capsys):
+    assert main(["train", "diffusion", "--flow-sigma", "0.1", "--data", "/nonexistent"]) != 0
+    assert "--flow-sigma is for the flow stage" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value, message", [("0", r"must be in \(0, 1\], got 0"), ("0.2,1.5", r"got 1.5"),
+                                            ("0.1,0.2,0.3", "expected S or S0,S1"), ("high", "expected S or S0,S1")])
+def test_flow_sigma_must_be_one_or_two_sigmas_in_range(value, message, capsys):
+    assert main(["train", "flow", "--flow-sigma", value, "--data", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "argument --flow-sigma" in err and re.search(message, err)
 
 
 @pytest.mark.parametrize("args", [["flow", "--init", "w.safetensors"], ["autoencoder"],

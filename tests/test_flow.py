@@ -137,3 +137,19 @@ def test_loss_is_zero_for_the_true_velocity_and_trains_a_plain_loop(residual_sig
     assert loss.ndim == 0 and loss.item() > 0.01
     loss.backward()
     assert weight.grad is not None and weight.grad.abs().item() > 0
+
+
+def test_loss_takes_one_start_noise_per_sample():
+    x, x_ae = (a.float().repeat(4, 1, 1, 1) for a in target_and_condition())
+    sigmas = torch.tensor([0.05, 0.1, 0.2, 0.4])
+
+    def true_velocity(sigma):
+        def velocity(z, cond, t):
+            t = t.double()[:, None, None, None]
+            z, cond = z.double(), cond.double()
+            return (2 * x.double() - 1 - z) / (1 - t) - prior_velocity(z, cond, t, sigma, 0.1)
+        return velocity
+    per_sample = true_velocity(sigmas.double()[:, None, None, None])
+    assert flow_loss(per_sample, x, x_ae, sigmas, torch.Generator().manual_seed(0), 0.1).item() < 1e-8
+    # the same field scored as if every sample had started from σ = 0.25: the prior no longer cancels
+    assert flow_loss(per_sample, x, x_ae, 0.25, torch.Generator().manual_seed(0), 0.1).item() > 1e-4

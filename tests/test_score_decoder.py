@@ -1,8 +1,11 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from engine.errors import Cancelled, ImageError, SettingsError, WeightsError
+from engine.flow import StartNoise
 from engine.progress import CancelToken
 from engine.schedules import ShiftRange
 from engine.score_decoder import ScoreDecoder, TrainedFacts
@@ -10,7 +13,7 @@ from engine.unet import ConditionalUNet, UNetConfig
 from engine.weights import save_weights
 
 CONFIG = UNetConfig(base=8, mults=(1, 2), blocks=1, head_dim=8, groups=4, level_dim=16)
-FACTS = TrainedFacts(ShiftRange(0.0, 2.0), flow_sigma=0.3, train_steps=123, crop=64)
+FACTS = TrainedFacts(ShiftRange(0.0, 2.0), flow_sigma=StartNoise.constant(0.3), train_steps=123, crop=64)
 
 
 def decoder(kind, seed=0):
@@ -101,12 +104,16 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_facts_round_trip_and_older_files_mean_no_prior():
-    facts = TrainedFacts(ShiftRange(0.5, 2.5), 0.2, 10, 128, residual_sigma=0.07)
+    facts = TrainedFacts(ShiftRange(0.5, 2.5), StartNoise.constant(0.2), 10, 128, residual_sigma=0.07)
     assert TrainedFacts.from_dict(facts.to_dict()) == facts
+    assert facts.to_dict()["flow_sigma"] == 0.2  # one σ stays a number, as files before the rate-dependent one
+    falling = dataclasses.replace(facts, flow_sigma=StartNoise(0.25, 0.04))
+    assert TrainedFacts.from_dict(falling.to_dict()) == falling
     older = {k: v for k, v in facts.to_dict().items() if k != "residual_sigma"}
     assert TrainedFacts.from_dict(older).residual_sigma == 0.0
-    with pytest.raises(WeightsError, match="unreadable decoder facts"):
-        TrainedFacts.from_dict({"shift_range": [3, 1]})
+    for bad in ({"shift_range": [3, 1]}, {"flow_sigma": 0}, {"flow_sigma": [0.1]}):
+        with pytest.raises(WeightsError, match="unreadable decoder facts"):
+            TrainedFacts.from_dict(bad)
 
 
 def test_loading_other_weights_is_a_weights_error(tmp_path):
@@ -144,7 +151,7 @@ def test_a_rate_conditioned_decoder_needs_the_rate_and_keeps_it_through_a_file(t
     image = x_ae()
     assert dec.needs_rate and not decoder("diffusion").needs_rate
     for rate in (None, 1.5):
-        with pytest.raises(SettingsError, match="rate-conditioned: it needs the rate"):
+        with pytest.raises(SettingsError, match="depends on the rate: it needs the rate"):
             dec.refine(image, steps=2, rate=rate)
     low = dec.refine(image, steps=2, rate=0.1)
     assert not torch.allclose(low, dec.refine(image, steps=2, rate=0.9), atol=1e-3)
@@ -152,6 +159,18 @@ def test_a_rate_conditioned_decoder_needs_the_rate_and_keeps_it_through_a_file(t
     loaded = ScoreDecoder.load(tmp_path / "d.safetensors")
     assert loaded.needs_rate
     assert torch.allclose(loaded.refine(image, steps=2, rate=0.1), low, atol=0.02)  # weights stored in bf16
+
+
+def test_a_flow_whose_start_noise_falls_with_the_rate_starts_at_that_rates_sigma():
+    net = ConditionalUNet(CONFIG)  # untrained: predicts a zero velocity, so the decode is x_ae + σ·ε
+    falling = dataclasses.replace(FACTS, flow_sigma=StartNoise(0.2, 0.05), residual_sigma=0.0)
+    dec, grey = ScoreDecoder(net, "flow", falling), torch.full((1, 3, 64, 64), 0.5)
+    assert dec.needs_rate and not ScoreDecoder(net, "flow", FACTS).needs_rate
+    with pytest.raises(SettingsError, match="depends on the rate"):
+        dec.refine(grey, steps=1)
+    for rate, sigma in ((0.0, 0.2), (0.5, 0.1), (1.0, 0.05)):
+        spread = float((2 * dec.refine(grey, steps=1, noise=1.0, rate=rate) - 1).std())  # in [-1, 1], as σ
+        assert spread == pytest.approx(sigma, rel=0.05)
 
 
 def test_a_decoder_without_rate_conditioning_ignores_the_rate():

@@ -7,6 +7,7 @@ import torch
 
 from engine.autoencoder import HyperpriorAutoencoder
 from engine.errors import SettingsError
+from engine.flow import StartNoise
 from engine.dataset import PhotoSet, is_validation, split_photos
 from engine.score_decoder import ScoreDecoder
 from engine.testing import TINY_AUTOENCODER, TINY_UNET, write_tiny_weights
@@ -127,18 +128,31 @@ def test_condition_on_rate_extends_an_init_decoder_and_trains_its_rate_embedding
 
 def test_flow_sigma_moves_an_init_flow_and_a_resume_must_keep_it(tmp_path):
     weights = write_tiny_weights(tmp_path / "w")
-    assert ScoreDecoder.load(weights / "flow.safetensors").facts.flow_sigma != 0.1
+    small = StartNoise.constant(0.1)
+    assert ScoreDecoder.load(weights / "flow.safetensors").facts.flow_sigma != small
     ae, init = weights / "autoencoder.safetensors", weights / "flow.safetensors"
-    path = train_decoder("flow", ae, _photos(), _photos(1), _config(tmp_path / "run", 2), init=init, flow_sigma=0.1)
-    assert ScoreDecoder.load(path).facts.flow_sigma == 0.1  # the sampler will start at this σ
+    path = train_decoder("flow", ae, _photos(), _photos(1), _config(tmp_path / "run", 2), init=init, flow_sigma=small)
+    assert ScoreDecoder.load(path).facts.flow_sigma == small  # the sampler will start at this σ
     # Resuming with the init file's σ would train the later steps on another loss: refused, with what changed.
     with pytest.raises(SettingsError, match=r"flow_sigma 0.1 → 0.25.*options it started with"):
         train_decoder("flow", ae, _photos(), _photos(1), _config(tmp_path / "run", 4), init=init)
     resumed = train_decoder("flow", ae, _photos(), _photos(1), _config(tmp_path / "run", 4), init=init,
-                            flow_sigma=0.1)
+                            flow_sigma=small)
     assert ScoreDecoder.load(resumed).facts.train_steps == 4
     with pytest.raises(SettingsError, match="for the flow decoder"):
-        train_decoder("diffusion", ae, _photos(), _photos(1), _config(tmp_path / "d", 2), flow_sigma=0.1)
+        train_decoder("diffusion", ae, _photos(), _photos(1), _config(tmp_path / "d", 2), flow_sigma=small)
+
+
+def test_a_start_noise_that_falls_with_the_rate_is_stored_and_needs_rate_conditioning(tmp_path):
+    ae = write_tiny_weights(tmp_path / "w") / "autoencoder.safetensors"
+    falling = StartNoise(0.25, 0.04)
+    assert not TINY_UNET.rate_conditioning
+    with pytest.raises(SettingsError, match="needs a rate-conditioned network"):
+        train_decoder("flow", ae, _photos(), _photos(1), _config(tmp_path / "plain", 2), TINY_UNET, flow_sigma=falling)
+    path = train_decoder("flow", ae, _photos(), _photos(1), _config(tmp_path / "run", 2), TINY_UNET,
+                         flow_sigma=falling, condition_on_rate=True)
+    trained = ScoreDecoder.load(path)
+    assert trained.facts.flow_sigma == falling and trained.needs_rate
 
 
 @pytest.mark.slow
