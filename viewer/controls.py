@@ -23,10 +23,12 @@ TIPS = {
     "bpp": "How many bits per pixel the file may use. Lower means a smaller file and a blurrier "
            "autoencoder image. This is the only control that changes the file; all others change "
            "only how the same file is decoded.",
-    "decoder": "Which generative decoder adds the fine detail: diffusion (best with many steps) "
-               "or rectified flow (good with very few steps).",
-    "steps": "How many refinement steps the decoder takes (1-256). More steps are slower and "
-             "usually give cleaner detail.",
+    "decoder": "Which generative decoder adds the fine detail: diffusion or rectified flow. "
+               "Picking one brings its recommended steps, shift and noise.",
+    "steps": "How many refinement steps the decoder takes (1-256); each step is one pass of the "
+             "network. With the shipped weights more steps do not mean a better picture: the flow "
+             "invents more texture and strays further from the original, the diffusion decoder "
+             "gets worse. The recommended count was measured best.",
     "shift": "Moves the diffusion noise schedule toward less noise. Higher: the decoder trusts the "
              "autoencoder image more and changes less.",
     "noise": "Fresh randomness added at each step. 0 = deterministic (DDIM), 1 = full ancestral "
