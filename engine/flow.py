@@ -66,9 +66,8 @@ class StartNoise:
         return self.at_rate_0 != self.at_rate_1
 
     def at(self, rate: torch.Tensor | float) -> torch.Tensor | float:
-        """σ at ``rate`` (a float, or a tensor of rates for one σ each)."""
-        if not self.varies:
-            return torch.full_like(rate, self.at_rate_0) if isinstance(rate, torch.Tensor) else self.at_rate_0
+        """σ at ``rate`` (a float, or a tensor of rates for one σ each); equal ends give ratio 1,
+        so one σ at every rate."""
         ratio = self.at_rate_1 / self.at_rate_0
         clamped = rate.clamp(0, 1) if isinstance(rate, torch.Tensor) else min(max(float(rate), 0.0), 1.0)
         return self.at_rate_0 * ratio ** clamped
