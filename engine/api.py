@@ -36,7 +36,7 @@ class DecodeSettings:
     decoder: DecoderName = "diffusion"
     steps: int = 16
     shift: float = 1.0  # diffusion: logSNR shift (+ = less noise); checked against the trained range
-    noise: float = 0.0  # diffusion: 0 = DDIM .. 1 = DDPM ancestral; flow: start-noise scale (1 = as trained)
+    noise: float = 0.0  # sampler noise: 0 = deterministic (DDIM / the flow's ODE) .. 1 = DDPM / start noise redrawn each step
     seed: int = 0
     realism: float = 1.0  # 0 = autoencoder output, 1 = fully refined; linear blend in between
     solver: Literal["euler", "heun"] = "euler"  # flow only
@@ -73,7 +73,7 @@ class ModelInfo:
     defaults: dict[str, DecodeSettings] = field(default_factory=dict)
     card: str = ""  # the model card text
     decoder_hashes: dict[str, str] = field(default_factory=dict)  # kind → file hash, like weights_hash
-    flow_sigma: StartNoise | None = None  # the flow's trained start-noise σ in [-1, 1] (its noise 1); None: no flow
+    flow_sigma: StartNoise | None = None  # the flow's trained start-noise σ in [-1, 1]; None: no flow
 
 
 StepCallback = Callable[[StepInfo], None]
@@ -85,7 +85,7 @@ RATE_SEARCH_ITERATIONS = 16
 # Used when the weights folder has no decode_defaults.json (written by `hfd eval --sweep`).
 FALLBACK_DEFAULTS = {
     "diffusion": {"steps": 16, "shift": 1.0, "noise": 0.0},
-    "flow": {"steps": 4, "noise": 1.0, "solver": "euler"},
+    "flow": {"steps": 4, "noise": 0.0, "solver": "euler"},
 }
 
 

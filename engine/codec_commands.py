@@ -55,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     decompress.add_argument("--shift", type=float, metavar="S",
                             help="diffusion: logSNR schedule shift, + means less noise (within the trained range)")
     decompress.add_argument("--noise", type=float, metavar="G",
-                            help="diffusion: 0 = deterministic DDIM .. 1 = ancestral DDPM; flow: start-noise scale")
+                            help="sampler noise: 0 = deterministic (diffusion: DDIM, flow: the ODE) .. 1 = fresh noise each step "
+                                 "(diffusion: ancestral DDPM, flow: start noise redrawn)")
     decompress.add_argument("--seed", type=int, metavar="K", help="random seed of the sampler")
     decompress.add_argument("--realism", type=float, metavar="R",
                             help="0 = autoencoder output .. 1 = fully refined (linear blend)")
@@ -138,8 +139,7 @@ def model_command(args: argparse.Namespace) -> None:
             ("bpp range", f"{info.bpp_range[0]:g} .. {info.bpp_range[1]:g} (typical on photos)"),
             ("shift range", f"{info.shift_range[0]:g} .. {info.shift_range[1]:g}")]
     if info.flow_sigma is not None:
-        rows.append(("flow start noise", f"x_ae + σ·ε in [-1, 1], σ = {info.flow_sigma.describe()}, "
-                                         "at --noise 1 (as trained)"))
+        rows.append(("flow start noise", f"x_ae + σ·ε in [-1, 1], σ = {info.flow_sigma.describe()}"))
     rows += [(f"{name} defaults", describe(settings)) for name, settings in info.defaults.items() if name != "ae"]
     print_rows(rows)
 

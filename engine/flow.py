@@ -121,27 +121,39 @@ def flow_loss(net: NetworkFn, x: torch.Tensor, x_ae: torch.Tensor, sigma: float 
 
 @torch.no_grad()
 def sample_flow(velocity: NetworkFn, x_ae: torch.Tensor, steps: int, sigma: float = DEFAULT_FLOW_SIGMA,
-                noise_scale: float = 1.0, solver: Solver = "euler",
+                renoise: float = 0.0, solver: Solver = "euler",
                 generator: Optional[torch.Generator] = None,
                 on_step: Optional[Callable[[int, int, torch.Tensor], None]] = None,
                 cancel: Optional[CancelToken] = None,
                 residual_sigma: float = DEFAULT_RESIDUAL_SIGMA) -> torch.Tensor:
-    """Integrate the flow from x_ae + σ·noise_scale·ε at t=0 to t=1; returns N×3×H×W in [0, 1].
+    """Integrate the flow from x_ae + σ·ε at t=0 to t=1; returns N×3×H×W in [0, 1].
 
     ``velocity(z, cond, t)`` predicts the velocity minus the prior (see prior_velocity) and
     sees z and the condition in [-1, 1]; ``sigma`` and ``residual_sigma`` must be what it
-    was trained with (``noise_scale`` only scales the start noise). Euler costs one network
-    call per step, Heun two (its corrector evaluates the end of each step, t = 1
-    included). Noise is drawn from ``generator`` on its own device, so a CPU generator
-    gives the same result on any device."""
+    was trained with. Euler costs one network call per step, Heun two (its corrector
+    evaluates the end of each step, t = 1 included).
+
+    ``renoise`` γ ∈ [0, 1] is the sampler noise, the flow's counterpart of DDIM → DDPM: each
+    step moves to the next time on the straight path from x_0 = x_ae + σ·ε̂ to the current
+    endpoint estimate, where ε̂ is the start noise the current z implies, with a fraction γ of
+    its variance drawn afresh (√(1−γ)·ε̂ + √γ·ξ). γ = 0 is the plain ODE step (the same line
+    through z); γ = 1 restarts from fresh start noise each step, so every network call sees
+    a point of the kind it was trained on, whatever the errors of earlier steps. Noise is
+    drawn from ``generator`` on its own device, so a CPU generator gives the same result on
+    any device."""
     if solver not in ("euler", "heun"):
         raise SettingsError(f"unknown flow solver {solver!r}; use 'euler' or 'heun'")
+    if not 0.0 <= renoise <= 1.0:
+        raise SettingsError(f"flow sampler noise must be in [0, 1], got {renoise:g}")
     device = x_ae.device
     gen_device = generator.device if generator is not None else device
     cond = 2 * x_ae - 1
     n = x_ae.shape[0]
-    eps = torch.randn(x_ae.shape, generator=generator, device=gen_device).to(device)
-    z = cond + sigma * noise_scale * eps
+
+    def randn() -> torch.Tensor:
+        return torch.randn(x_ae.shape, generator=generator, device=gen_device).to(device)
+
+    z = cond + sigma * randn()
     times = torch.linspace(0.0, 1.0, steps + 1).tolist()
 
     def field(z: torch.Tensor, t: float) -> torch.Tensor:
@@ -150,12 +162,17 @@ def sample_flow(velocity: NetworkFn, x_ae: torch.Tensor, steps: int, sigma: floa
 
     for i in range(steps):
         check_cancel(cancel)
-        t, h = times[i], times[i + 1] - times[i]
+        t, t_next = times[i], times[i + 1]
         v = field(z, t)
         if solver == "heun":
-            v = (v + field(z + h * v, times[i + 1])) / 2
+            v = (v + field(z + (t_next - t) * v, t_next)) / 2
         estimate = z + (1 - t) * v  # equals the new z on the last step
-        z = z + h * v
+        if renoise > 0 and i + 1 < steps:
+            implied = (z - (1 - t) * cond - t * estimate) / ((1 - t) * sigma)
+            start = cond + sigma * ((1 - renoise) ** 0.5 * implied + renoise ** 0.5 * randn())
+            z = (1 - t_next) * start + t_next * estimate
+        else:
+            z = z + (t_next - t) * v
         if on_step is not None:
             on_step(i + 1, steps, ((estimate + 1) / 2).clamp(0.0, 1.0))
     return ((z + 1) / 2).clamp(0.0, 1.0)

@@ -33,7 +33,7 @@ def straight_line_oracle(x01, residual_sigma=DEFAULT_RESIDUAL_SIGMA, sigma=0.25)
 @pytest.mark.parametrize("steps", [1, 2, 7])
 def test_oracle_velocity_reaches_the_target(solver, steps, residual_sigma):
     x, x_ae = target_and_condition()
-    out = sample_flow(straight_line_oracle(x, residual_sigma), x_ae, steps, 0.25, 1.0, solver,
+    out = sample_flow(straight_line_oracle(x, residual_sigma), x_ae, steps, 0.25, 0.0, solver,
                       torch.Generator().manual_seed(0), residual_sigma=residual_sigma)
     assert torch.allclose(out, x, atol=1e-12)
 
@@ -50,7 +50,7 @@ def test_flow_transports_one_gaussian_onto_another(solver, steps):
         return (mu - m) + (t * s ** 2 - (1 - t) * sigma0 ** 2) / var_t * (z - mean_t)
 
     x_ae = torch.full((1, 3, 64, 64), (m + 1) / 2, dtype=torch.float64)
-    out = 2 * sample_flow(velocity, x_ae, steps, sigma0, 1.0, solver, torch.Generator().manual_seed(1),
+    out = 2 * sample_flow(velocity, x_ae, steps, sigma0, 0.0, solver, torch.Generator().manual_seed(1),
                           residual_sigma=0.0) - 1
     assert out.mean().item() == pytest.approx(mu, abs=0.01)
     assert out.std().item() == pytest.approx(s, rel=0.02)
@@ -59,32 +59,75 @@ def test_flow_transports_one_gaussian_onto_another(solver, steps):
 def test_untrained_network_steps_onto_x_ae_then_samples_the_prior():
     zero = lambda z, c, t: torch.zeros_like(z)
     x_ae = torch.full((1, 3, 64, 64), 0.4, dtype=torch.float64)
-    one_step = sample_flow(zero, x_ae, 1, 0.25, 1.0, "euler", torch.Generator().manual_seed(0), residual_sigma=0.1)
+    one_step = sample_flow(zero, x_ae, 1, 0.25, 0.0, "euler", torch.Generator().manual_seed(0), residual_sigma=0.1)
     assert torch.allclose(one_step, x_ae)  # the prior's velocity at t = 0 points from x_0 to x_ae
-    many = 2 * sample_flow(zero, x_ae, 200, 0.25, 1.0, "euler", torch.Generator().manual_seed(0),
+    many = 2 * sample_flow(zero, x_ae, 200, 0.25, 0.0, "euler", torch.Generator().manual_seed(0),
                            residual_sigma=0.1) - 1
     assert many.mean().item() == pytest.approx(-0.2, abs=0.01)
     assert many.std().item() == pytest.approx(0.1, rel=0.05)
 
 
-def test_noise_scale_zero_starts_from_the_condition_and_ignores_the_seed():
+def endpoint_oracle(x01, residual_sigma=DEFAULT_RESIDUAL_SIGMA, sigma=0.25):
+    """The velocity (x_1 − z)/(1 − t) that points every z straight at ``x01`` (Euler never
+    evaluates t = 1), less the prior velocity the sampler adds."""
+    x1 = 2 * x01 - 1
+    return lambda z, cond, t: (x1 - z) / (1 - t[0].item()) - prior_velocity(z, cond, t[0].item(), sigma, residual_sigma)
+
+
+@pytest.mark.parametrize("renoise", [0.0, 0.3, 1.0])
+def test_an_exact_endpoint_lands_on_the_target_whatever_the_sampler_noise(renoise):
+    x, x_ae = target_and_condition()
+    seen = []
+    out = sample_flow(endpoint_oracle(x), x_ae, 4, 0.25, renoise, "euler", torch.Generator().manual_seed(0),
+                      on_step=lambda i, n, est: seen.append(est))
+    assert torch.allclose(out, x, atol=1e-12)
+    assert all(torch.allclose(est, x, atol=1e-12) for est in seen)
+
+
+def test_sampler_noise_zero_is_the_plain_euler_integration():
     _, x_ae = target_and_condition()
-    starts = []
+    field = lambda z, c, t: torch.sin(3 * z) * (1 + t[0].item()) - c
+    out = sample_flow(field, x_ae, 5, 0.2, 0.0, "euler", torch.Generator().manual_seed(3), residual_sigma=0.0)
+    cond = 2 * x_ae - 1
+    z = cond + 0.2 * torch.randn(x_ae.shape, generator=torch.Generator().manual_seed(3)).to(x_ae.dtype)
+    for t in (0.0, 0.2, 0.4, 0.6, 0.8):
+        z = z + 0.2 * field(z, cond, torch.tensor([t]))
+    assert torch.allclose(out, ((z + 1) / 2).clamp(0, 1), atol=1e-12)
+
+
+def test_full_sampler_noise_restarts_each_step_from_fresh_start_noise():
+    # with a zero velocity each step's endpoint estimate is z itself, so the next z must be
+    # (1 − t')·(x_ae + σ·ξ) + t'·z with ξ the generator's next draw
+    _, x_ae = target_and_condition()
+    seen = []
 
     def record(z, cond, t):
-        starts.append(z.clone())
+        seen.append(z.clone())
         return torch.zeros_like(z)
-    for seed in (0, 1):
-        out = sample_flow(record, x_ae, 1, 0.25, 0.0, "euler", torch.Generator().manual_seed(seed), residual_sigma=0.0)
-        assert torch.allclose(out, x_ae)
-    assert torch.allclose(starts[0], 2 * x_ae - 1)
+    sample_flow(record, x_ae, 3, 0.2, 1.0, "euler", torch.Generator().manual_seed(4), residual_sigma=0.0)
+    g, cond = torch.Generator().manual_seed(4), 2 * x_ae - 1
+    draws = [torch.randn(x_ae.shape, generator=g).to(x_ae.dtype) for _ in range(3)]
+    assert torch.allclose(seen[0], cond + 0.2 * draws[0])
+    for i, t in ((1, 1 / 3), (2, 2 / 3)):
+        assert torch.allclose(seen[i], (1 - t) * (cond + 0.2 * draws[i]) + t * seen[i - 1], atol=1e-6)
 
 
-def test_same_seed_same_sample_and_different_seeds_differ():
+def test_sampler_noise_changes_nothing_in_one_step_and_is_checked():
+    x, x_ae = target_and_condition()
+    field = lambda z, c, t: c - z
+    runs = [sample_flow(field, x_ae, 1, 0.25, r, "euler", torch.Generator().manual_seed(0)) for r in (0.0, 1.0)]
+    assert torch.equal(runs[0], runs[1])
+    for bad in (-0.1, 1.5):
+        with pytest.raises(SettingsError, match="flow sampler noise must be in \\[0, 1\\]"):
+            sample_flow(field, x_ae, 2, 0.25, bad)
+
+
+@pytest.mark.parametrize("renoise", [0.0, 0.5])
+def test_same_seed_same_sample_and_different_seeds_differ(renoise):
     _, x_ae = target_and_condition()
 
     def run(seed, solver):
-        return sample_flow(lambda z, c, t: c - z, x_ae, 3, 0.25, 1.0, solver, torch.Generator().manual_seed(seed))
+        return sample_flow(lambda z, c, t: c - z, x_ae, 3, 0.25, renoise, solver, torch.Generator().manual_seed(seed))
 
     for solver in ("euler", "heun"):
         assert torch.equal(run(5, solver), run(5, solver))
@@ -94,7 +137,7 @@ def test_same_seed_same_sample_and_different_seeds_differ():
 def test_callback_reports_the_predicted_endpoint_once_per_step():
     x, x_ae = target_and_condition()
     seen = []
-    out = sample_flow(straight_line_oracle(x), x_ae, 3, 0.25, 1.0, "heun", torch.Generator().manual_seed(0),
+    out = sample_flow(straight_line_oracle(x), x_ae, 3, 0.25, 0.0, "heun", torch.Generator().manual_seed(0),
                       on_step=lambda i, n, est: seen.append((i, n, est.clone())))
     assert [(i, n) for i, n, _ in seen] == [(1, 3), (2, 3), (3, 3)]
     assert all(torch.allclose(est, x) for _, _, est in seen)

@@ -94,9 +94,9 @@ def test_about_lists_the_model_facts():
     assert "0.100–0.800 bpp" in html and "diffusion, flow" in html and "cpu" in html
     assert "Flow start noise" not in html  # weights without a flow have none to state
     one = dataclasses.replace(INFO, flow_sigma=StartNoise.constant(0.1))
-    assert "σ = 0.1, at sampler noise 1" in model_facts_html(one, "cpu")
+    assert "σ = 0.1</td>" in model_facts_html(one, "cpu")
     falling = dataclasses.replace(INFO, flow_sigma=StartNoise(0.25, 0.04))
-    assert "σ = 0.25 at rate 0 to 0.04 at rate 1 (log-linear), at sampler noise 1" in model_facts_html(falling, "cpu")
+    assert "σ = 0.25 at rate 0 to 0.04 at rate 1 (log-linear)</td>" in model_facts_html(falling, "cpu")
     assert "No model loaded" in model_facts_html(None, "")
 
 

@@ -21,7 +21,7 @@ def model_facts_html(info: Optional[ModelInfo], device: str) -> str:
             f"<tr><td>Decoders</td><td>{decoders}</td></tr>"
             f"<tr><td>Bitrate range</td><td>{info.bpp_range[0]:.3f}–{info.bpp_range[1]:.3f} bpp</td></tr>"
             f"<tr><td>Schedule shift range</td><td>{info.shift_range[0]:+.2f} to {info.shift_range[1]:+.2f}</td></tr>"
-            + (f"<tr><td>Flow start noise</td><td>σ = {info.flow_sigma.describe()}, at sampler noise 1</td></tr>"
+            + (f"<tr><td>Flow start noise</td><td>σ = {info.flow_sigma.describe()}</td></tr>"
                if info.flow_sigma is not None else "")
             + f"<tr><td>Running on</td><td>{device}</td></tr></table>")
 

@@ -31,8 +31,9 @@ TIPS = {
              "gets worse. The recommended count was measured best.",
     "shift": "Moves the diffusion noise schedule toward less noise. Higher: the decoder trusts the "
              "autoencoder image more and changes less.",
-    "noise": "Fresh randomness added at each step. 0 = deterministic (DDIM), 1 = full ancestral "
-             "sampling (DDPM). For the rectified flow: how much noise the start image gets.",
+    "noise": "Fresh randomness added at each step. 0 = deterministic (diffusion: DDIM; flow: its ODE), "
+             "1 = fully stochastic (diffusion: ancestral DDPM; flow: the start noise is drawn afresh "
+             "before every step).",
     "seed": "The decoder's random seed. The same file and seed always give the same picture; "
             "a new seed invents different detail.",
     "new_seed": "Pick a random seed and decode again.",
