@@ -85,7 +85,7 @@ RATE_SEARCH_ITERATIONS = 16
 # Used when the weights folder has no decode_defaults.json (written by `hfd eval --sweep`).
 FALLBACK_DEFAULTS = {
     "diffusion": {"steps": 16, "shift": 1.0, "noise": 0.0},
-    "flow": {"steps": 4, "noise": 0.0, "solver": "euler"},
+    "flow": {"steps": 4, "noise": 0.25, "solver": "euler"},
 }
 
 

@@ -122,6 +122,24 @@ def _versus_ae_section(entries: list[dict]) -> list[str]:
     return lines + [""]
 
 
+# the settings each decoder uses (a flow has no schedule shift)
+_DECODER_SETTINGS = {"diffusion": ("steps", "shift", "noise", "seed", "realism"),
+                     "flow": ("steps", "noise", "solver", "seed", "realism")}
+
+
+def _settings_line(methods: list[dict]) -> list[str]:
+    """One line naming every refined method's decode settings, so a report says what it measured."""
+    parts = []
+    for method in methods:
+        settings = method.get("settings")
+        if settings and settings["decoder"] in _DECODER_SETTINGS:
+            values = (settings[key] if isinstance(settings[key], str) else f"{settings[key]:g}"
+                      for key in _DECODER_SETTINGS[settings["decoder"]])
+            parts.append(f"{method['name']}: " + ", ".join(
+                f"{key} {value}" for key, value in zip(_DECODER_SETTINGS[settings["decoder"]], values)))
+    return [f"Decode settings: {'; '.join(parts)}."] if parts else []
+
+
 def write_report(summary: dict, out: Path, plots: bool = True) -> Path:
     """Write OUT/report.md, with the plots unless ``plots`` is False; returns the report's path."""
     model = summary["model"]
@@ -136,6 +154,7 @@ def write_report(summary: dict, out: Path, plots: bool = True) -> Path:
         "Learned methods share one .hfd file per image and bitrate; each classical codec is matched to that "
         "file's size (at or below it). Rates count every byte of the files.",
         f"FID/KID on {summary['patches']['size']}² patches ({protocol}); per-image metrics are means over images.",
+        *_settings_line(summary.get("methods", [])),
         "",
     ]
     for bpp in summary["bpps"]:
