@@ -129,14 +129,12 @@ _DECODER_SETTINGS = {"diffusion": ("steps", "shift", "noise", "seed", "realism")
 
 def _settings_line(methods: list[dict]) -> list[str]:
     """One line naming every refined method's decode settings, so a report says what it measured."""
-    parts = []
-    for method in methods:
-        settings = method.get("settings")
-        if settings and settings["decoder"] in _DECODER_SETTINGS:
-            values = (settings[key] if isinstance(settings[key], str) else f"{settings[key]:g}"
-                      for key in _DECODER_SETTINGS[settings["decoder"]])
-            parts.append(f"{method['name']}: " + ", ".join(
-                f"{key} {value}" for key, value in zip(_DECODER_SETTINGS[settings["decoder"]], values)))
+    def shown(value: object) -> str:
+        return value if isinstance(value, str) else f"{value:g}"
+
+    parts = [f"{m['name']}: " + ", ".join(f"{key} {shown(m['settings'][key])}"
+                                          for key in _DECODER_SETTINGS[m['settings']['decoder']])
+             for m in methods if m.get("settings") and m["settings"]["decoder"] in _DECODER_SETTINGS]
     return [f"Decode settings: {'; '.join(parts)}."] if parts else []
 
 
