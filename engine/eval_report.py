@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from .codec_commands import DECODER_OPTIONS
 from .metrics import require_package
 
 # (summary key, axis label, which direction is better)
@@ -122,19 +123,14 @@ def _versus_ae_section(entries: list[dict]) -> list[str]:
     return lines + [""]
 
 
-# the settings each decoder uses (a flow has no schedule shift)
-_DECODER_SETTINGS = {"diffusion": ("steps", "shift", "noise", "seed", "realism"),
-                     "flow": ("steps", "noise", "solver", "seed", "realism")}
-
-
 def _settings_line(methods: list[dict]) -> list[str]:
     """One line naming every refined method's decode settings, so a report says what it measured."""
     def shown(value: object) -> str:
         return value if isinstance(value, str) else f"{value:g}"
 
     parts = [f"{m['name']}: " + ", ".join(f"{key} {shown(m['settings'][key])}"
-                                          for key in _DECODER_SETTINGS[m['settings']['decoder']])
-             for m in methods if m.get("settings") and m["settings"]["decoder"] in _DECODER_SETTINGS]
+                                          for key in DECODER_OPTIONS[m['settings']['decoder']])
+             for m in methods if m.get("settings") and DECODER_OPTIONS.get(m["settings"]["decoder"])]
     return [f"Decode settings: {'; '.join(parts)}."] if parts else []
 
 

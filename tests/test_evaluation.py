@@ -114,7 +114,7 @@ def test_run_writes_rows_summary_report_and_crops(images, tmp_path):
     report = (out / "report.md").read_text()
     assert "## Target 0.5 bpp" in report and "| diffusion:8 |" in report and "BD-rate" in report
     assert ("Decode settings: diffusion:8: steps 8, shift 1, noise 0, seed 0, realism 1; "
-            "flow:4: steps 4, noise 1, solver euler, seed 0, realism 1.") in report
+            "flow:4: steps 4, noise 1, seed 0, realism 1, solver euler.") in report
     assert "## Refined decodes against the autoencoder-only decode" in report  # without FID: Δ PSNR, Δ ST-LPIPS
     assert [(v["method"], v["target_bpp"], "fid" in v) for v in summary["versus_ae"]] == [
         ("diffusion:8", 0.5, False), ("diffusion:8", 1.0, False), ("flow:4", 0.5, False), ("flow:4", 1.0, False)]
