@@ -161,8 +161,9 @@ class ScoreDecoder:
         diffusion: ``shift`` is the logSNR shift, ``noise`` the sampler noise γ (0 = DDIM,
         1 = DDPM). flow: ``noise`` is the fraction of the start noise redrawn before each step
         (0 = the ODE; see sample_flow), ``solver`` picks Euler or Heun, ``shift`` is unused.
-        The output (and every step's estimate) is realism·x + (1 − realism)·x_ae. The same seed gives the same noise on any device
-        (drawn on the CPU), so outputs differ across devices only by arithmetic."""
+        The output (and every step's estimate) is realism·x + (1 − realism)·x_ae. The same seed
+        gives the same noise on any device (drawn on the CPU), so outputs differ across devices
+        only by arithmetic."""
         if x_ae.ndim != 4 or x_ae.shape[:2] != (1, 3):
             raise ImageError(f"expected a 1×3×H×W image tensor, got shape {tuple(x_ae.shape)}")
         self.check_settings(steps, shift, noise, realism, solver, seed)
