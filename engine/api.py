@@ -19,9 +19,12 @@ import numpy as np
 import torch
 
 from . import bitstream
-from .autoencoder import AutoencoderConfig, HyperpriorAutoencoder, pad_to_stride
+from .autoencoder import AutoencoderConfig, HyperpriorAutoencoder, Latents, pad_to_stride
 from .errors import HfdError, ImageError, SettingsError, WeightsError
 from .flow import StartNoise
+from .latent_optimisation import ProgressCallback as OptimiseCallback
+from .latent_optimisation import DEFAULT_STEPS as DEFAULT_OPTIMISE_STEPS  # noqa: F401  (for UIs)
+from .latent_optimisation import optimise_latents
 from .progress import CancelToken, StepInfo
 from .score_decoder import KINDS, ScoreDecoder, TrainedFacts, cpu_supports_bf16
 from .weights import file_hash, load_state, read_metadata
@@ -82,6 +85,8 @@ StepCallback = Callable[[StepInfo], None]
 RATE_SEARCH_TOLERANCE = 0.001
 RATE_RESOLUTION = 2.0 ** -14
 RATE_SEARCH_ITERATIONS = 16
+# An optimised re-encode aims this fraction under the bpp budget: overshooting it wastes the re-encode.
+REFILL_MARGIN = 0.01
 # Used when the weights folder has no decode_defaults.json (written by `hfd eval --sweep`).
 FALLBACK_DEFAULTS = {
     "diffusion": {"steps": 16, "shift": 1.0, "noise": 0.0},
@@ -192,30 +197,75 @@ class Engine:
 
     # ----- encode ----------------------------------------------------------------------
     def encode(self, rgb: np.ndarray, *, rate: float | None = None, bpp: float | None = None,
-               colour: str = "rgb") -> Encoded:
+               colour: str = "rgb", optimise_steps: int = 0,
+               on_optimise_step: OptimiseCallback | None = None) -> Encoded:
         """Encode to a complete .hfd file at ``rate`` ∈ [0,1], or at the highest rate whose
-        real file stays at or below ``bpp`` (bits per pixel, counting every byte)."""
+        real file stays at or below ``bpp`` (bits per pixel, counting every byte).
+
+        ``optimise_steps`` > 0 refines the latents for this image by that many gradient steps
+        (``latent_optimisation``): smaller files at the same quality, decoded as usual, for
+        about 0.13 s a step per 0.2 MP on a 2-core CPU (twice the steps with ``bpp``: see
+        ``_optimised_at_bpp``). ``on_optimise_step(done, total)`` reports progress."""
         if (rate is None) == (bpp is None):
             raise SettingsError("give exactly one of rate or bpp")
+        if type(optimise_steps) is not int or optimise_steps < 0:
+            raise SettingsError(f"optimise_steps must be a whole number ≥ 0, got {optimise_steps!r}")
         x = to_tensor(rgb)
         h, w = x.shape[-2:]
         if max(h, w) > bitstream.MAX_SIDE:
             raise ImageError(f"a {w}×{h} image has a side over {bitstream.MAX_SIDE} px, the .hfd limit")
+        if rate is not None and not 0.0 <= rate <= 1.0:
+            raise SettingsError(f"rate {rate} is outside [0, 1]")
         with torch.inference_mode(), self._oom_guard(h, w):
             xp = pad_to_stride(x).to(self.device)
             if self._fast:
                 xp = xp.contiguous(memory_format=torch.channels_last)
             with self._autocast():
                 y = self.autoencoder.analyze(xp)
+            encoded = self._pack(y, rate, w, h, colour) if rate is not None else self._encode_at_bpp(y, bpp, w, h, colour)
+        if optimise_steps == 0:
+            return encoded
+        with self._oom_guard(h, w):
             if rate is not None:
-                if not 0.0 <= rate <= 1.0:
-                    raise SettingsError(f"rate {rate} is outside [0, 1]")
-                return self._pack(y, rate, w, h, colour)
-            return self._encode_at_bpp(y, bpp, w, h, colour)
+                return self._pack_optimised(xp, y, encoded.rate, w, h, colour, optimise_steps, on_optimise_step)
+            return self._optimised_at_bpp(xp, y, encoded, bpp, colour, optimise_steps, on_optimise_step)
+
+    def _pack_optimised(self, xp: torch.Tensor, y: torch.Tensor, rate: float, w: int, h: int, colour: str,
+                        steps: int, on_step: OptimiseCallback | None) -> Encoded:
+        rate = float(np.float32(rate))  # as _pack: code with the header's float32 value
+        with self._autocast():  # bf16 where the device has it: twice as fast, same files within noise
+            found = optimise_latents(self.autoencoder, xp, y, rate, (h, w), steps=steps, on_step=on_step)
+        with torch.inference_mode():
+            latents = self.autoencoder.code_gained(found.y, found.z_symbols, rate, (h, w))
+        return self._pack_latents(latents, rate, w, h, colour)
+
+    def _optimised_at_bpp(self, xp: torch.Tensor, y: torch.Tensor, encoded: Encoded, bpp: float, colour: str,
+                          steps: int, on_step: OptimiseCallback | None) -> Encoded:
+        """Optimised latents at the rate the bpp search found, which come out smaller than its
+        file (the point of optimising), then once more at the rate that should fill the budget
+        again, estimated from the log-linear bytes-vs-rate slope between the rate's ends; the
+        larger of the two that fits (or the unoptimised file if neither does) is returned."""
+        w, h = encoded.width, encoded.height
+        report = (lambda offset: (lambda done, _: on_step(offset + done, 2 * steps))) if on_step else (lambda _: None)
+        first = self._pack_optimised(xp, y, encoded.rate, w, h, colour, steps, report(0))
+        target = bpp * w * h / 8
+        best = first if first.nbytes <= target else encoded
+        if encoded.rate < 1.0 and first.nbytes < target * (1 - RATE_SEARCH_TOLERANCE):
+            with torch.inference_mode():
+                low, high = (self._pack(y, end, w, h, colour).nbytes for end in (0.0, 1.0))
+            rate = min(1.0, encoded.rate + np.log(target * (1 - REFILL_MARGIN) / first.nbytes) / np.log(high / low))
+            second = self._pack_optimised(xp, y, float(rate), w, h, colour, steps, report(steps))
+            if best.nbytes < second.nbytes <= target:
+                best = second
+        elif on_step is not None:
+            on_step(2 * steps, 2 * steps)
+        return best
 
     def _pack(self, y: torch.Tensor, rate: float, w: int, h: int, colour: str) -> Encoded:
         rate = float(np.float32(rate))  # the header stores float32: code with exactly that value
-        latents = self.autoencoder.code_latents(y, rate, (h, w))
+        return self._pack_latents(self.autoencoder.code_latents(y, rate, (h, w)), rate, w, h, colour)
+
+    def _pack_latents(self, latents: Latents, rate: float, w: int, h: int, colour: str) -> Encoded:
         header = bitstream.HfdHeader(model_id=self.model_id, weights_hash=self.weights_hash, rate=rate,
                                      width=w, height=h, colour=colour, latent_crc=latents.latent_crc)
         return Encoded(bitstream.pack(header, latents.segments), w, h, rate)

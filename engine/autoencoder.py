@@ -219,12 +219,24 @@ class HyperpriorAutoencoder(nn.Module):
         """Quantise and entropy-code the analysis output of an ``image_hw`` image (padded to
         STRIDE) at ``rate``: segments ẑ, then the ŷ that cover the image in one pass
         (hyperprior) or two (anchors, then the rest, with the context model)."""
-        if tuple(y.shape[-2:]) != _padded(image_hw, Y_STRIDE):
-            raise ValueError(f"latents {tuple(y.shape[-2:])} do not belong to a {image_hw} image padded to {STRIDE}")
+        y, z = self.gained_latents(y, rate)
+        return self.code_gained(y, torch.round(z), rate, image_hw)
+
+    def gained_latents(self, y: Tensor, rate: float) -> tuple[Tensor, Tensor]:
+        """The analysis output ``y`` scaled by ``rate``'s gains, and the hyper-latents z (unrounded)
+        the hyper-analysis makes of it: what ``code_gained`` codes."""
         r = torch.tensor([rate], device=y.device)
         y = y.float() * self._interp(self.log_gain.float(), r)
         z = self.h_a(y.to(next(self.h_a.parameters()).dtype)).float() * self._interp(self.log_hgain.float(), r)
-        z_sym = torch.round(z).cpu()
+        return y, z
+
+    def code_gained(self, y: Tensor, z_sym: Tensor, rate: float, image_hw: tuple[int, int]) -> Latents:
+        """Entropy-code gain-scaled latents ``y`` (rounded here, about their predicted means) with
+        the integer hyper-latents ``z_sym``, as ``code_latents`` does; encoder-side optimisation
+        supplies its own pair."""
+        if tuple(y.shape[-2:]) != _padded(image_hw, Y_STRIDE):
+            raise ValueError(f"latents {tuple(y.shape[-2:])} do not belong to a {image_hw} image padded to {STRIDE}")
+        z_sym = z_sym.cpu()
         means, scales = self._entropy_params(z_sym, rate)
         y = y.cpu()
         region = coded_region(y.shape, image_hw)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .codec_commands import add_engine_options, open_engine
+from .codec_commands import add_engine_options, add_optimise_option, open_engine
 from .errors import SettingsError
 
 
@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--crops", type=int, default=3, metavar="N", help="save example crops of the first N images (default: 3)")
     p.add_argument("--threads", type=int, default=0, metavar="N",
                    help="CPU threads for torch (default 0: torch's choice; 1 avoids thrashing beside a busy job)")
+    add_optimise_option(p)
     add_engine_options(p)
     p.set_defaults(run=run)
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                         baselines=args.baselines, limit=args.limit, patch=args.patch, patch_stride=args.patch_stride,
                         fid=args.fid, metric_device=str(resolve_device(args.device)), sweep=args.sweep,
                         sweep_bpp=args.sweep_bpp, sweep_values=args.sweep_values, crop_images=args.crops,
-                        plots=args.plots)
+                        plots=args.plots, optimise_steps=args.optimise)
     Evaluation(engine, config).run()
     print(f"report: {args.out / 'report.md'}")
     return 0

@@ -134,6 +134,14 @@ def _settings_line(methods: list[dict]) -> list[str]:
     return [f"Decode settings: {'; '.join(parts)}."] if parts else []
 
 
+def _encoder_line(optimise_steps: int) -> list[str]:
+    if not optimise_steps:
+        return []
+    return [f"Encoder: latents optimised for {optimise_steps} steps per file (`--optimise {optimise_steps}`; twice "
+            "that with the bpp search's refill pass), so the learned files and every codec matched to their "
+            "sizes differ from a plain run's."]
+
+
 def write_report(summary: dict, out: Path, plots: bool = True) -> Path:
     """Write OUT/report.md, with the plots unless ``plots`` is False; returns the report's path."""
     model = summary["model"]
@@ -148,6 +156,7 @@ def write_report(summary: dict, out: Path, plots: bool = True) -> Path:
         "Learned methods share one .hfd file per image and bitrate; each classical codec is matched to that "
         "file's size (at or below it). Rates count every byte of the files.",
         f"FID/KID on {summary['patches']['size']}² patches ({protocol}); per-image metrics are means over images.",
+        *_encoder_line(summary.get("optimise_steps", 0)),
         *_settings_line(summary.get("methods", [])),
         "",
     ]

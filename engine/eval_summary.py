@@ -173,6 +173,7 @@ def summarize(evaluation: "Evaluation", sweep_rows: Optional[list[dict[str, str]
         "images": evaluation.names,
         "bpps": list(config.bpps),
         "patches": {"size": config.patch, "stride": config.patch_stride},
+        "optimise_steps": config.optimise_steps,
         "methods": [{"name": m.name, "kind": "learned" if m.is_learned else "classical",
                      "settings": _settings_dict(m.settings)} for m in evaluation.learned + evaluation.classical],
         "points": points,

@@ -46,7 +46,7 @@ class EngineLike(Protocol):
 
     @property
     def info(self) -> ModelInfo: ...
-    def encode(self, rgb: np.ndarray, *, bpp: float) -> Encoded: ...
+    def encode(self, rgb: np.ndarray, *, bpp: float, optimise_steps: int = 0) -> Encoded: ...
     def decode_ae(self, data: bytes) -> np.ndarray: ...
     def refine(self, x_ae: np.ndarray, settings: DecodeSettings) -> np.ndarray: ...
 
@@ -114,23 +114,28 @@ class EvalConfig:
     sweep_values: Optional[tuple[float, ...]] = None
     crop_images: int = 3  # how many images get example crops
     plots: bool = True  # PNG plots in the report (needs matplotlib)
+    optimise_steps: int = 0  # encoder-side latent optimisation steps per .hfd file (0: the analysis transform's)
     progress: bool = True
 
 
 # ---- resumable storage -----------------------------------------------------------------------------
 
-def check_weights_record(out: Path, info: ModelInfo, has_rows: bool) -> None:
-    """Resuming must never mix rows of two sets of weights: OUT/weights.json names the weights
-    its rows came from, and a run with other weights (or a folder of rows without the record)
-    is refused instead of silently reusing stale rows."""
+def check_weights_record(out: Path, info: ModelInfo, has_rows: bool, optimise_steps: int = 0) -> None:
+    """Resuming must never mix rows of two sets of weights, or of two encoders: OUT/weights.json
+    names the weights its rows came from (and the latent optimisation steps, when there were
+    any), and a run with others (or a folder of rows without the record) is refused instead of
+    silently reusing stale rows."""
     record = {"model_id": info.model_id, "weights_hash": info.weights_hash,
               "decoder_hashes": dict(sorted(info.decoder_hashes.items()))}
+    if optimise_steps:
+        record["optimise_steps"] = optimise_steps
     path = out / "weights.json"
     if path.is_file():
         stored = json.loads(path.read_text())
         if stored != record:
-            raise HfdError(f"{out} holds results of other weights ({stored.get('weights_hash')}, decoders "
-                           f"{stored.get('decoder_hashes')}); use a new --out or delete it")
+            raise HfdError(f"{out} holds results of other weights or encoder settings ({stored.get('weights_hash')}, "
+                           f"decoders {stored.get('decoder_hashes')}, optimise steps {stored.get('optimise_steps', 0)}); "
+                           "use a new --out or delete it")
     elif has_rows:
         raise HfdError(f"{out} holds results without a record of their weights; use a new --out or delete it")
     else:
@@ -256,7 +261,8 @@ class Evaluation:
         if config.sweep:
             self.sweep_plan()  # a bad sweep fails now, not after the main grid
         self.rows = CsvLog(config.out / "rows.csv", ROW_FIELDS, ("image", "target_bpp", "method"))
-        check_weights_record(config.out, self.info, has_rows=bool(self.rows.rows))
+        check_weights_record(config.out, self.info, has_rows=bool(self.rows.rows),
+                             optimise_steps=config.optimise_steps)
         self.features = FeatureStore(config.out / "features")
         self._warmed_up = False
 
@@ -312,6 +318,9 @@ class Evaluation:
         for method in self.learned:
             self.engine.refine(x_ae, method.settings, rate=encoded.rate)
 
+    def _encode(self, rgb: np.ndarray, bpp: float) -> Encoded:
+        return self.engine.encode(rgb, bpp=bpp, optimise_steps=self.config.optimise_steps)
+
     def _evaluate_point(self, index: int, bpp: float, todo: list[Method]) -> None:
         name, rgb = self.names[index], self._load(index)
         if not self._warmed_up and self.learned:
@@ -325,7 +334,7 @@ class Evaluation:
 
         start = time.perf_counter()
         try:
-            encoded: Optional[Encoded] = self.engine.encode(rgb, bpp=bpp)
+            encoded: Optional[Encoded] = self._encode(rgb, bpp)
         except SettingsError as exc:  # below the model's lowest rate for this image
             encoded, note = None, str(exc)
         encode_s = time.perf_counter() - start
@@ -411,7 +420,7 @@ class Evaluation:
         if not self._has_original_features(name):
             self._record("original", name, rgb)
         try:
-            encoded = self.engine.encode(rgb, bpp=bpp)
+            encoded = self._encode(rgb, bpp)
         except SettingsError as exc:
             self.log(f"sweep: {name} skipped: {exc}")
             return

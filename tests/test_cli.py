@@ -60,10 +60,22 @@ def test_help_lists_commands_and_points_at_defaults(capsys):
 
 @pytest.mark.parametrize("argv", [[], ["compress", "a.png", "b.hfd"], ["compress", "a.png", "b.hfd", "--bpp", "1",
                                   "--rate", "0.5"], ["decompress", "a.hfd", "b.png", "--decoder", "gan"],
-                                  ["decompress", "a.hfd", "b.png", "--steps", "many"], ["frobnicate"]])
+                                  ["decompress", "a.hfd", "b.png", "--steps", "many"], ["frobnicate"],
+                                  ["compress", "a.png", "b.hfd", "--rate", "0.5", "--optimise", "-3"],
+                                  ["compress", "a.png", "b.hfd", "--rate", "0.5", "--optimise", "lots"]])
 def test_bad_usage_exits_2(capsys, argv):
     code, _, err = hfd(capsys, *argv)
     assert code == 2 and "usage: hfd" in err
+
+
+def test_optimised_compress_reports_progress_and_decodes(capsys, tmp_path, weights, photo):
+    plain, optimised = tmp_path / "plain.hfd", tmp_path / "optimised.hfd"
+    assert hfd(capsys, "compress", photo, plain, "--bpp", "3", weights=weights)[0] == 0
+    code, printed, err = hfd(capsys, "compress", photo, optimised, "--bpp", "3", "--optimise", "10", weights=weights)
+    assert code == 0 and "bpp, target 3" in printed
+    assert "optimising latents: step 10/20" in err and err.rstrip().endswith("step 20/20")
+    assert optimised.read_bytes() != plain.read_bytes() and optimised.stat().st_size * 8 / (H * W) <= 3
+    assert hfd(capsys, "decompress", optimised, tmp_path / "o.png", "--decoder", "ae", weights=weights)[0] == 0
 
 
 def test_compress_info_decompress_round_trip(capsys, tmp_path, weights, photo):

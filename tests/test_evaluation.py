@@ -41,7 +41,8 @@ class FakeEngine:
                               defaults={"diffusion": DecodeSettings("diffusion", steps=16),
                                         "flow": DecodeSettings("flow", steps=4, noise=1.0)})
 
-    def encode(self, rgb, *, bpp):
+    def encode(self, rgb, *, bpp, optimise_steps=0):
+        self.optimise_steps = optimise_steps
         if bpp < self.lowest_bpp:
             raise SettingsError(f"{bpp:g} bpp is below the lowest rate of this model for this image")
         self.encodes += 1
@@ -288,3 +289,14 @@ def test_a_run_folder_is_never_resumed_with_other_weights(images, tmp_path):
     (out / "weights.json").unlink()  # a folder written before the record existed
     with pytest.raises(HfdError, match="without a record of their weights"):
         ev.Evaluation(FakeEngine(), config(images, out))
+
+
+def test_optimised_encodes_are_asked_for_and_never_mixed_with_plain_ones(images, tmp_path):
+    out, engine = tmp_path / "out", FakeEngine()
+    ev.Evaluation(engine, config(images, out, optimise_steps=7)).run()
+    assert engine.optimise_steps == 7
+    assert json.loads((out / "weights.json").read_text())["optimise_steps"] == 7
+    for steps in (0, 8):
+        with pytest.raises(HfdError, match="optimise steps 7"):
+            ev.Evaluation(FakeEngine(), config(images, out, optimise_steps=steps))
+    assert "Encoder: latents optimised for 7 steps" in (out / "report.md").read_text()

@@ -24,8 +24,8 @@ def panel(qtbot):
 
 
 def test_values_round_trip_through_a_dict_and_ignore_junk():
-    values = ControlValues(bpp=0.3, decoder="flow", steps=8, shift=1.2, noise=0.5, seed=9, realism=0.4,
-                           codec="webp", device="cpu")
+    values = ControlValues(bpp=0.3, optimise=True, decoder="flow", steps=8, shift=1.2, noise=0.5, seed=9,
+                           realism=0.4, codec="webp", device="cpu")
     assert ControlValues.from_dict(values.to_dict()) == values
     assert ControlValues.from_dict({"steps": "not a number", "bogus": 1, "seed": "12"}) == ControlValues(seed=12)
 
@@ -49,6 +49,9 @@ def test_moving_a_control_emits_the_new_values(panel, qtbot):
     with qtbot.waitSignal(panel.changed, timeout=1000) as blocker:
         panel.new_seed.click()
     assert blocker.args[0].seed == panel.seed.value()
+    with qtbot.waitSignal(panel.changed, timeout=1000) as blocker:
+        panel.optimise.click()
+    assert blocker.args[0].optimise is True
 
 
 def test_switching_decoder_brings_its_defaults_and_disables_shift_for_the_flow(panel, qtbot):

@@ -12,6 +12,7 @@ from PySide6.QtGui import QDropEvent
 from engine.images import load_image
 from tests.test_viewer_support import (IDLE_TIMEOUT_MS, image_to_viewport, open_window, press_drag_release,
                                        samples, tiny_engine)  # noqa: F401 (fixtures)
+from viewer import main_window
 from viewer.jobs import PANES
 from viewer.loupe import magnify
 from viewer.qimage import from_qimage
@@ -59,6 +60,23 @@ def test_bitrate_slider_encodes_again_and_shows_the_real_file(window, qtbot):
     assert f"{encoded.nbytes:,} bytes · {encoded.bpp:.3f} bpp" in plain(window.controls.file_label.text())
     assert window.stats["ae"].nbytes == encoded.nbytes and window.stats["ae"].bpp == pytest.approx(encoded.bpp)
     assert window.rate_plot.current.value() == pytest.approx(window.request.bpp)
+
+
+def test_optimising_the_encoding_makes_a_new_file_and_shows_its_progress(window, qtbot, monkeypatch):
+    monkeypatch.setattr(main_window, "DEFAULT_OPTIMISE_STEPS", 3)  # the shipped count takes minutes on a CPU
+    shown = []
+    optimising = window.status.optimising
+    monkeypatch.setattr(window.status, "optimising", lambda done, total: shown.append((done, total)) or
+                        optimising(done, total))
+    plain_file, old = window.encoded, window.request.request_id
+    with qtbot.waitSignal(window.decode_ended, timeout=IDLE_TIMEOUT_MS,
+                          check_params_cb=lambda rid, outcome: rid > old):
+        window.controls.optimise.click()
+    assert window.request.optimise_steps == 3
+    assert window.encoded.data != plain_file.data
+    assert f"{window.encoded.nbytes:,} bytes" in plain(window.controls.file_label.text())
+    assert shown and shown[-1][0] == shown[-1][1] and shown[-1][1] in (3, 6)
+    assert window.status.label.text().startswith("done")
 
 
 def test_changing_steps_streams_exactly_that_many_steps(window, qtbot):

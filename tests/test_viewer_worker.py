@@ -28,7 +28,7 @@ class Recorder:
 
     def __init__(self, worker) -> None:
         self.events: list[tuple] = []
-        for name in ("encoded", "pane_ready", "step", "decode_finished", "decode_cancelled", "decode_failed",
+        for name in ("encoded", "encode_progress", "pane_ready", "step", "decode_finished", "decode_cancelled", "decode_failed",
                      "rate_point", "rate_finished"):
             getattr(worker, name).connect(lambda *args, n=name: self.events.append((n, *args)))
 
@@ -39,9 +39,9 @@ class Recorder:
         return bool(self.of(name, rid))
 
 
-def request(rid: int, steps: int = 4, bpp: float = 0.2, seed: int = 0) -> DecodeRequest:
+def request(rid: int, steps: int = 4, bpp: float = 0.2, seed: int = 0, optimise_steps: int = 0) -> DecodeRequest:
     return DecodeRequest(rid, image_key=1, rgb=IMAGE, bpp=bpp, settings=DecodeSettings("flow", steps=steps, seed=seed),
-                         codec="jpeg")
+                         codec="jpeg", optimise_steps=optimise_steps)
 
 
 def test_a_decode_reports_every_stage_in_order(host, qtbot):
@@ -75,10 +75,35 @@ def test_the_autoencoder_result_is_cached_per_bitrate(host, qtbot, tiny_engine, 
     qtbot.waitUntil(lambda: rec.has("decode_finished", 1), timeout=IDLE_TIMEOUT_MS)
     host.worker.request_decode(request(2, bpp=0.3, seed=5))
     qtbot.waitUntil(lambda: rec.has("decode_finished", 2), timeout=IDLE_TIMEOUT_MS)
-    assert calls == [{"bpp": 0.3}]
+    assert [(k["bpp"], k["optimise_steps"]) for k in calls] == [(0.3, 0)]
     first_ae = next(e[3] for e in rec.of("pane_ready", 1) if e[2] == "ae")
     second_ae = next(e[3] for e in rec.of("pane_ready", 2) if e[2] == "ae")
     assert first_ae is second_ae
+
+
+def test_an_optimised_encode_reports_progress_and_is_cached_apart(host, qtbot):
+    rec = Recorder(host.worker)
+    host.worker.request_decode(request(1, bpp=2.0))
+    qtbot.waitUntil(lambda: rec.has("decode_finished", 1), timeout=IDLE_TIMEOUT_MS)
+    host.worker.request_decode(request(2, bpp=2.0, optimise_steps=3))
+    qtbot.waitUntil(lambda: rec.has("decode_finished", 2), timeout=IDLE_TIMEOUT_MS)
+    assert not rec.of("encode_progress", 1)
+    progress = [(e[2], e[3]) for e in rec.of("encode_progress", 2)]
+    assert progress[-1] == (6, 6) and len(progress) >= 3  # two passes of 3 (or one, then done)
+    plain, optimised = rec.of("encoded", 1)[0][2], rec.of("encoded", 2)[0][2]
+    assert optimised.data != plain.data and optimised.bpp <= 2.0
+    names = [e[0] for e in rec.events if e[1] == 2]
+    assert names.index("encode_progress") < names.index("encoded")
+
+
+def test_a_newer_request_cancels_a_slow_optimised_encode(host, qtbot):
+    rec = Recorder(host.worker)
+    host.worker.request_decode(request(1, bpp=1.0, optimise_steps=2000))
+    qtbot.waitUntil(lambda: rec.has("encode_progress", 1), timeout=IDLE_TIMEOUT_MS)
+    host.worker.request_decode(request(2, steps=2))
+    qtbot.waitUntil(lambda: rec.has("decode_finished", 2), timeout=IDLE_TIMEOUT_MS)
+    assert rec.of("decode_cancelled", 1) and not rec.of("encoded", 1)
+    assert rec.of("encode_progress", 1)[-1][2] < 2000
 
 
 def test_cancel_stops_the_decode_within_a_step(host, qtbot):

@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Optional
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSpinBox,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSpinBox,
                                QVBoxLayout, QWidget)
 
-from engine.api import DecodeSettings, ModelInfo
+from engine.api import DEFAULT_OPTIMISE_STEPS, DecodeSettings, ModelInfo
 
 from .float_slider import FloatSlider
 from .jobs import CODEC_LABELS, CODECS
@@ -23,6 +23,10 @@ TIPS = {
     "bpp": "How many bits per pixel the file may use. Lower means a smaller file and a blurrier "
            "autoencoder image. This is the only control that changes the file; all others change "
            "only how the same file is decoded.",
+    "optimise": f"Search, for this image, for latents that cost fewer bits at the same quality "
+                f"({DEFAULT_OPTIMISE_STEPS} gradient steps, twice to fill the bitrate): a better file that any "
+                "decoder reads, but encoding takes seconds on a GPU and a minute or more on a CPU. The rate "
+                "plot always shows the plain encoder.",
     "decoder": "Which generative decoder adds the fine detail: diffusion or rectified flow. "
                "Picking one brings its recommended steps, shift and noise.",
     "steps": "How many refinement steps the decoder takes (1-256); each step is one pass of the "
@@ -48,6 +52,7 @@ class ControlValues:
     """Everything the panel sets; what the worker needs and what QSettings remembers."""
 
     bpp: float = 0.15
+    optimise: bool = False  # encoder-side latent optimisation
     decoder: str = "diffusion"
     steps: int = 16
     shift: float = 1.0
@@ -94,6 +99,7 @@ class ControlPanel(QWidget):
 
         self.bpp = FloatSlider(0.05, 1.0, values.bpp, fmt="{:.3f} bpp", log=True)
         self.file_label = QLabel("file: not encoded yet")
+        self.optimise = QCheckBox("Optimise the encoding (slow)")
         self.decoder = QComboBox()
         for key, label in DECODER_LABELS.items():
             self.decoder.addItem(label, key)
@@ -112,7 +118,7 @@ class ControlPanel(QWidget):
         for key, label in DEVICES.items():
             self.device.addItem(label, key)
 
-        for name in ("bpp", "decoder", "steps", "shift", "noise", "seed", "new_seed", "realism", "codec", "device"):
+        for name in ("bpp", "optimise", "decoder", "steps", "shift", "noise", "seed", "new_seed", "realism", "codec", "device"):
             getattr(self, name).setToolTip(TIPS[name])
         self.file_label.setToolTip("Size of the real .hfd file at this bitrate (every byte counted).")
 
@@ -120,6 +126,7 @@ class ControlPanel(QWidget):
         file_form = QFormLayout(file_box)
         file_form.addRow("Bitrate", self.bpp)
         file_form.addRow("", self.file_label)
+        file_form.addRow("", self.optimise)
         file_form.addRow("Compare with", self.codec)
         decode_box = QGroupBox("Decoder (same bits, different pixels)")
         form = QFormLayout(decode_box)
@@ -148,7 +155,7 @@ class ControlPanel(QWidget):
         self.set_values(values)
         for signal in (self.bpp.valueChanged, self.shift.valueChanged, self.noise.valueChanged,
                        self.realism.valueChanged, self.steps.valueChanged, self.seed.valueChanged,
-                       self.codec.currentIndexChanged):
+                       self.codec.currentIndexChanged, self.optimise.toggled):
             signal.connect(self._emit)
         self.decoder.currentIndexChanged.connect(self._on_decoder)
         self.device.currentIndexChanged.connect(self._on_device)
@@ -157,7 +164,7 @@ class ControlPanel(QWidget):
     # ---- state -------------------------------------------------------------------------
     def values(self) -> ControlValues:
         return ControlValues(
-            bpp=round(self.bpp.value(), 4), decoder=self.decoder.currentData(), steps=self.steps.value(),
+            bpp=round(self.bpp.value(), 4), optimise=self.optimise.isChecked(), decoder=self.decoder.currentData(), steps=self.steps.value(),
             shift=round(self.shift.value(), 3), noise=round(self.noise.value(), 3), seed=self.seed.value(),
             realism=round(self.realism.value(), 3), codec=self.codec.currentData(),
             device=self.device.currentData())
@@ -167,6 +174,7 @@ class ControlPanel(QWidget):
         self._quiet = True
         try:
             self.bpp.setValue(values.bpp)
+            self.optimise.setChecked(values.optimise)
             self._select(self.decoder, values.decoder)
             self.steps.setValue(values.steps)
             self.shift.setValue(values.shift)

@@ -42,6 +42,11 @@ class DecodeStatus(QWidget):
         self.bar.setValue(index)
         self.label.setText(f"refining: step {index}/{total} · {per_step:.0f} ms/step · {elapsed_s:.1f} s")
 
+    def optimising(self, done: int, total: int) -> None:
+        self.bar.setRange(0, total)
+        self.bar.setValue(done)
+        self.label.setText(f"optimising the encoding: step {done}/{total}")
+
     def finished(self, text: str) -> None:
         self.label.setText(text)
         self.stop.setEnabled(False)

@@ -40,6 +40,7 @@ class DecodeRequest:
     bpp: float
     settings: DecodeSettings
     codec: str
+    optimise_steps: int = 0  # encoder-side latent optimisation (0: off)
 
 
 @dataclass(frozen=True)

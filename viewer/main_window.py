@@ -15,7 +15,7 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QScrollArea, QSplitter,
                                QVBoxLayout, QWidget)
 
-from engine.api import Encoded, ModelInfo
+from engine.api import DEFAULT_OPTIMISE_STEPS, Encoded, ModelInfo
 
 from .banner import Banner
 from .captions import pane_caption, pane_title
@@ -176,6 +176,7 @@ class MainWindow(QMainWindow):
         w.engine_ready.connect(self._on_engine_ready)
         w.engine_failed.connect(self._on_engine_failed)
         w.encoded.connect(self._on_encoded)
+        w.encode_progress.connect(self._on_encode_progress)
         w.pane_ready.connect(self._on_pane_ready)
         w.stats_ready.connect(self._on_stats)
         w.step.connect(self._on_step)
@@ -264,12 +265,12 @@ class MainWindow(QMainWindow):
         values = self.controls.values()
         rid = (self.request.request_id + 1) if self.request else 1
         self.request = DecodeRequest(rid, self.image.key, self.image.rgb, values.bpp, values.settings(),
-                                     values.codec)
+                                     values.codec, DEFAULT_OPTIMISE_STEPS if values.optimise else 0)
         self.decode_busy = True
         self.last_step = None
         self.step_plot.reset(values.steps)
         self.rate_plot.set_current(values.bpp)
-        self.status.started("encoding…", values.steps)
+        self.status.started("optimising the encoding…" if values.optimise else "encoding…", values.steps)
         self.table.mark_pending("refined")
         self._refresh_captions()
         self.worker.request_decode(self.request)
@@ -325,6 +326,10 @@ class MainWindow(QMainWindow):
             self.encoded = encoded
             self.controls.show_encoded(encoded.nbytes, encoded.bpp, at_minimum=encoded.bpp > self.request.bpp)
             self.status.started("decoding…", self.request.settings.steps)
+
+    def _on_encode_progress(self, rid: int, done: int, total: int) -> None:
+        if self._current(rid):
+            self.status.optimising(done, total)
 
     def _on_pane_ready(self, rid: int, pane: str, rgb: np.ndarray) -> None:
         if not self._current(rid):

@@ -66,6 +66,7 @@ class EngineWorker(QObject):
     engine_ready = Signal(object, str)  # ModelInfo, device name
     engine_failed = Signal(str)
     encoded = Signal(int, object)  # request id, Encoded
+    encode_progress = Signal(int, int, int)  # request id, optimisation steps done, in all
     pane_ready = Signal(int, str, object)  # request id, pane, uint8 H×W×3
     stats_ready = Signal(int, str, object)  # request id, pane, PaneStats
     step = Signal(int, object)  # request id, StepReport
@@ -197,9 +198,13 @@ class EngineWorker(QObject):
         try:
             if self._engine is None:
                 raise HfdError("no model loaded")
-            encoded = self._encode(request.image_key, original, request.bpp)
+            def optimise_step(done: int, total: int) -> None:
+                token.check()  # a newer request or Stop ends a slow optimised encode too
+                self.encode_progress.emit(rid, done, total)
+
+            encoded = self._encode(request.image_key, original, request.bpp, request.optimise_steps, optimise_step)
             self.encoded.emit(rid, encoded)
-            x_ae = self._decode_ae(request.image_key, request.bpp, encoded)
+            x_ae = self._decode_ae(encoded)
             self.pane_ready.emit(rid, "ae", x_ae)
             self.stats_ready.emit(rid, "ae", self._quick_stats(original, x_ae, encoded.nbytes))
             token.check()
@@ -209,7 +214,7 @@ class EngineWorker(QObject):
             self.stats_ready.emit(rid, "classical", self._quick_stats(
                 original, classical.rgb, classical.nbytes, classical_note))
             token.check()
-            panes = [("ae", x_ae, encoded.nbytes, "", ("ae", request.image_key, request.bpp)),
+            panes = [("ae", x_ae, encoded.nbytes, "", ("ae", request.image_key, encoded.data)),
                      ("classical", classical.rgb, classical.nbytes, classical_note,
                       ("classical", request.image_key, request.codec, encoded.nbytes))]
             problem = None
@@ -251,7 +256,7 @@ class EngineWorker(QObject):
             if self._engine is None:
                 return
             encoded = self._encode(request.image_key, request.rgb, bpp)
-            x_ae = self._decode_ae(request.image_key, bpp, encoded)
+            x_ae = self._decode_ae(encoded)
             classical = self._match(request.image_key, request.rgb, request.codec, encoded.nbytes)
             self.rate_point.emit(rid, RatePoint(
                 target_bpp=bpp, ae_bpp=encoded.bpp, ae_psnr=metrics.psnr(x_ae, request.rgb),
@@ -265,18 +270,20 @@ class EngineWorker(QObject):
                 self.rate_finished.emit(rid)
 
     # ---- cached engine calls -----------------------------------------------------------
-    def _encode(self, image_key: int, rgb: np.ndarray, bpp: float) -> Encoded:
+    def _encode(self, image_key: int, rgb: np.ndarray, bpp: float, optimise_steps: int = 0,
+                on_optimise_step: Optional[Callable[[int, int], None]] = None) -> Encoded:
         def make() -> Encoded:
+            optimise = dict(optimise_steps=optimise_steps, on_optimise_step=on_optimise_step)
             try:
-                return self._engine.encode(rgb, bpp=bpp)
+                return self._engine.encode(rgb, bpp=bpp, **optimise)
             except SettingsError:
                 # The target is below this image's lowest rate: show the smallest file the model makes.
-                return self._engine.encode(rgb, rate=0.0)
+                return self._engine.encode(rgb, rate=0.0, **optimise)
 
-        return self._encodings.get_or_make((image_key, bpp), make)
+        return self._encodings.get_or_make((image_key, bpp, optimise_steps), make)
 
-    def _decode_ae(self, image_key: int, bpp: float, encoded: Encoded) -> np.ndarray:
-        return self._ae_images.get_or_make((image_key, bpp), lambda: self._engine.decode_ae(encoded.data))
+    def _decode_ae(self, encoded: Encoded) -> np.ndarray:
+        return self._ae_images.get_or_make(encoded.data, lambda: self._engine.decode_ae(encoded.data))
 
     def _match(self, image_key: int, rgb: np.ndarray, codec: str, nbytes: int):
         return self._classical.get_or_make(
