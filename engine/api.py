@@ -243,18 +243,20 @@ class Engine:
                           steps: int, on_step: OptimiseCallback | None) -> Encoded:
         """Optimised latents at the rate the bpp search found, which come out smaller than its
         file (the point of optimising), then once more at the rate that should fill the budget
-        again, estimated from the log-linear bytes-vs-rate slope between the rate's ends; the
-        larger of the two that fits (or the unoptimised file if neither does) is returned."""
+        again; the larger of the two that fits (or the unoptimised file if neither does) is
+        returned."""
         w, h = encoded.width, encoded.height
         report = (lambda offset: (lambda done, _: on_step(offset + done, 2 * steps))) if on_step else (lambda _: None)
         first = self._pack_optimised(xp, y, encoded.rate, w, h, colour, steps, report(0))
         target = bpp * w * h / 8
         best = first if first.nbytes <= target else encoded
         if encoded.rate < 1.0 and first.nbytes < target * (1 - RATE_SEARCH_TOLERANCE):
+            # Optimising saved this fraction of the plain file's bytes; at a nearby rate it saves about
+            # as much, so the plain search for the budget divided by it finds the rate to re-optimise at.
+            saved = first.nbytes / encoded.nbytes
             with torch.inference_mode():
-                low, high = (self._pack(y, end, w, h, colour).nbytes for end in (0.0, 1.0))
-            rate = min(1.0, encoded.rate + np.log(target * (1 - REFILL_MARGIN) / first.nbytes) / np.log(high / low))
-            second = self._pack_optimised(xp, y, float(rate), w, h, colour, steps, report(steps))
+                plain = self._encode_at_bpp(y, bpp * (1 - REFILL_MARGIN) / saved, w, h, colour)
+            second = self._pack_optimised(xp, y, plain.rate, w, h, colour, steps, report(steps))
             if best.nbytes < second.nbytes <= target:
                 best = second
         elif on_step is not None:
