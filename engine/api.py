@@ -87,6 +87,7 @@ RATE_RESOLUTION = 2.0 ** -14
 RATE_SEARCH_ITERATIONS = 16
 # An optimised re-encode aims this fraction under the bpp budget: overshooting it wastes the re-encode.
 REFILL_MARGIN = 0.01
+REFILL_PASSES = 2  # optimised re-encodes after the first, at most, to fill a --bpp budget
 # Used when the weights folder has no decode_defaults.json (written by `hfd eval --sweep`).
 FALLBACK_DEFAULTS = {
     "diffusion": {"steps": 16, "shift": 1.0, "noise": 0.0},
@@ -204,8 +205,8 @@ class Engine:
 
         ``optimise_steps`` > 0 refines the latents for this image by that many gradient steps
         (``latent_optimisation``): smaller files at the same quality, decoded as usual, for
-        about 0.13 s a step per 0.2 MP on a 2-core CPU (twice the steps with ``bpp``: see
-        ``_optimised_at_bpp``). ``on_optimise_step(done, total)`` reports progress."""
+        about 0.13 s a step per 0.2 MP on a 2-core CPU (with ``bpp``, up to three times the
+        steps: see ``_optimised_at_bpp``). ``on_optimise_step(done, total)`` reports progress."""
         if (rate is None) == (bpp is None):
             raise SettingsError("give exactly one of rate or bpp")
         if type(optimise_steps) is not int or optimise_steps < 0:
@@ -233,7 +234,7 @@ class Engine:
     def _pack_optimised(self, xp: torch.Tensor, y: torch.Tensor, rate: float, w: int, h: int, colour: str,
                         steps: int, on_step: OptimiseCallback | None) -> Encoded:
         rate = float(np.float32(rate))  # as _pack: code with the header's float32 value
-        with self._autocast():  # bf16 where the device has it: twice as fast, same files within noise
+        with self._autocast():  # bf16 where the device has it: twice as fast on this CPU, as good
             found = optimise_latents(self.autoencoder, xp, y, rate, (h, w), steps=steps, on_step=on_step)
         with torch.inference_mode():
             latents = self.autoencoder.code_gained(found.y, found.z_symbols, rate, (h, w))
@@ -242,25 +243,32 @@ class Engine:
     def _optimised_at_bpp(self, xp: torch.Tensor, y: torch.Tensor, encoded: Encoded, bpp: float, colour: str,
                           steps: int, on_step: OptimiseCallback | None) -> Encoded:
         """Optimised latents at the rate the bpp search found, which come out smaller than its
-        file (the point of optimising), then once more at the rate that should fill the budget
-        again; the larger of the two that fits (or the unoptimised file if neither does) is
-        returned."""
+        file (the point of optimising), then up to REFILL_PASSES more at rates aimed to fill the
+        budget again; the largest that fits (or the unoptimised file if none does) is returned."""
         w, h = encoded.width, encoded.height
-        report = (lambda offset: (lambda done, _: on_step(offset + done, 2 * steps))) if on_step else (lambda _: None)
+        total = (1 + REFILL_PASSES) * steps
+        report = (lambda offset: (lambda done, _: on_step(offset + done, total))) if on_step else (lambda _: None)
         first = self._pack_optimised(xp, y, encoded.rate, w, h, colour, steps, report(0))
         target = bpp * w * h / 8
-        best = first if first.nbytes <= target else encoded
-        if encoded.rate < 1.0 and first.nbytes < target * (1 - RATE_SEARCH_TOLERANCE):
+        aim = target * (1 - REFILL_MARGIN)
+        best, over = (first, None) if first.nbytes <= target else (encoded, first)
+        if best is first and encoded.rate < 1.0 and first.nbytes < target * (1 - RATE_SEARCH_TOLERANCE):
             # Optimising saved this fraction of the plain file's bytes; at a nearby rate it saves about
-            # as much, so the plain search for the budget divided by it finds the rate to re-optimise at.
-            saved = first.nbytes / encoded.nbytes
+            # as much, so the plain search for the budget divided by it finds the rate to aim at.
             with torch.inference_mode():
-                plain = self._encode_at_bpp(y, bpp * (1 - REFILL_MARGIN) / saved, w, h, colour)
-            second = self._pack_optimised(xp, y, plain.rate, w, h, colour, steps, report(steps))
-            if best.nbytes < second.nbytes <= target:
-                best = second
-        elif on_step is not None:
-            on_step(2 * steps, 2 * steps)
+                rate = self._encode_at_bpp(y, aim * 8 / (w * h) * encoded.nbytes / first.nbytes, w, h, colour).rate
+            for attempt in range(REFILL_PASSES):
+                candidate = self._pack_optimised(xp, y, rate, w, h, colour, steps, report((1 + attempt) * steps))
+                if candidate.nbytes > target:
+                    over = candidate
+                elif candidate.nbytes > best.nbytes:
+                    best = candidate
+                if over is None or best.nbytes >= aim * (1 - REFILL_MARGIN):
+                    break
+                # Overshot: aim between the largest fit and the overshoot, log bytes linear in the rate.
+                rate = best.rate + (over.rate - best.rate) * np.log(aim / best.nbytes) / np.log(over.nbytes / best.nbytes)
+        if on_step is not None:
+            on_step(total, total)
         return best
 
     def _pack(self, y: torch.Tensor, rate: float, w: int, h: int, colour: str) -> Encoded:

@@ -89,7 +89,7 @@ def add_optimise_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimise", type=optimise_steps, default=0, metavar="N",
                         help="refine the latents for this image by N gradient steps before coding (100 is a good "
                              "choice): smaller files at the same quality, any decoder reads them, but encoding "
-                             "takes N steps of a forward and backward pass, twice with --bpp (default: 0, off)")
+                             "takes N steps of a forward and backward pass (with --bpp up to 3N, to fill the budget; default: 0, off)")
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:

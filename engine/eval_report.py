@@ -137,8 +137,8 @@ def _settings_line(methods: list[dict]) -> list[str]:
 def _encoder_line(optimise_steps: int) -> list[str]:
     if not optimise_steps:
         return []
-    return [f"Encoder: latents optimised for {optimise_steps} steps per file (`--optimise {optimise_steps}`; twice "
-            "that with the bpp search's refill pass), so the learned files and every codec matched to their "
+    return [f"Encoder: latents optimised for {optimise_steps} steps per file (`--optimise {optimise_steps}`; up to "
+            "three times that to fill a bitrate), so the learned files and every codec matched to their "
             "sizes differ from a plain run's."]
 
 

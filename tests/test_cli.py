@@ -73,7 +73,7 @@ def test_optimised_compress_reports_progress_and_decodes(capsys, tmp_path, weigh
     assert hfd(capsys, "compress", photo, plain, "--bpp", "3", weights=weights)[0] == 0
     code, printed, err = hfd(capsys, "compress", photo, optimised, "--bpp", "3", "--optimise", "10", weights=weights)
     assert code == 0 and "bpp, target 3" in printed
-    assert "optimising latents: step 10/20" in err and err.rstrip().endswith("step 20/20")
+    assert "optimising latents: step 10/30" in err and err.rstrip().endswith("step 30/30")
     assert optimised.read_bytes() != plain.read_bytes() and optimised.stat().st_size * 8 / (H * W) <= 3
     assert hfd(capsys, "decompress", optimised, tmp_path / "o.png", "--decoder", "ae", weights=weights)[0] == 0
 

@@ -24,7 +24,7 @@ TIPS = {
            "autoencoder image. This is the only control that changes the file; all others change "
            "only how the same file is decoded.",
     "optimise": f"Search, for this image, for latents that cost fewer bits at the same quality "
-                f"({DEFAULT_OPTIMISE_STEPS} gradient steps, twice to fill the bitrate): a better file that any "
+                f"({DEFAULT_OPTIMISE_STEPS} gradient steps, up to three times to fill the bitrate): a better file that any "
                 "decoder reads, but encoding takes seconds on a GPU and a minute or more on a CPU. The rate "
                 "plot always shows the plain encoder.",
     "decoder": "Which generative decoder adds the fine detail: diffusion or rectified flow. "
