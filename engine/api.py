@@ -247,7 +247,11 @@ class Engine:
         budget again; the largest that fits (or the unoptimised file if none does) is returned."""
         w, h = encoded.width, encoded.height
         total = (1 + REFILL_PASSES) * steps
-        report = (lambda offset: (lambda done, _: on_step(offset + done, total))) if on_step else (lambda _: None)
+
+        def report(offset: int) -> OptimiseCallback | None:
+            """Progress of one pass as a share of all of them."""
+            return None if on_step is None else (lambda done, _: on_step(offset + done, total))
+
         first = self._pack_optimised(xp, y, encoded.rate, w, h, colour, steps, report(0))
         target = bpp * w * h / 8
         aim = target * (1 - REFILL_MARGIN)

@@ -71,8 +71,8 @@ class _Objective:
         self.lmbda = float(model.lmbda(torch.tensor(rate)))
         self.pixels = image_hw[0] * image_hw[1]
 
-    def __call__(self, y: Tensor, z: Tensor, rounding: Callable[[Tensor], Tensor]) -> tuple[Tensor, float]:
-        """(loss, bits per pixel); ``rounding`` maps an offset from the mean to its coded value."""
+    def __call__(self, y: Tensor, z: Tensor, rounding: Callable[[Tensor], Tensor]) -> Tensor:
+        """The loss; ``rounding`` maps an offset from the mean to its coded value."""
         m, (h, w) = self.model, self.hw
         z_hat = z + (torch.round(z) - z).detach()
         z_bits = -torch.log2(m.z_prior.likelihood(z_hat)).sum()
@@ -88,8 +88,7 @@ class _Objective:
         y_bits = -(torch.log2(m.y_model.likelihood(y_hat, means, scales)) * region).sum()
         x_hat = m.g_s(y_hat * self.inv_gain).float()[..., :h, :w]
         bpp = (y_bits + z_bits) / self.pixels
-        loss = bpp + self.lmbda * 255 ** 2 * torch.mean((x_hat - self.x[..., :h, :w]) ** 2)
-        return loss, float(bpp.detach())
+        return bpp + self.lmbda * 255 ** 2 * torch.mean((x_hat - self.x[..., :h, :w]) ** 2)
 
 
 def optimise_latents(model: HyperpriorAutoencoder, x_padded: Tensor, y: Tensor, rate: float,
@@ -118,15 +117,13 @@ def optimise_latents(model: HyperpriorAutoencoder, x_padded: Tensor, y: Tensor, 
 def _search(model: HyperpriorAutoencoder, x: Tensor, y: Tensor, rate: float, image_hw: tuple[int, int],
             steps: int, seed: int, on_step: ProgressCallback | None) -> OptimisedLatents:
     objective = _Objective(model, x, image_hw, rate)
-    r = torch.tensor([rate], device=x.device)
     with torch.no_grad():
-        y = y * model._interp(model.log_gain.float(), r)
-        z = model.h_a(y.to(next(model.h_a.parameters()).dtype)).float() * model._interp(model.log_hgain.float(), r)
+        y, z = model.gained_latents(y, rate)
     y, z = y.requires_grad_(True), z.requires_grad_(True)
 
     def measure() -> float:
         with torch.no_grad():
-            return float(objective(y, z, torch.round)[0])
+            return float(objective(y, z, torch.round))
 
     start_cost = measure()
     best = (start_cost, y.detach().clone(), z.detach().clone())
@@ -137,7 +134,7 @@ def _search(model: HyperpriorAutoencoder, x: Tensor, y: Tensor, rate: float, ima
         temperature = first * (last / first) ** (step / steps)
         for group in optimiser.param_groups:
             group["lr"] = LEARNING_RATE * 0.5 * (1 + math.cos(math.pi * step / steps))
-        loss, _ = objective(y, z, lambda offset: _sga_round(offset, temperature, generator))
+        loss = objective(y, z, lambda offset: _sga_round(offset, temperature, generator))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
