@@ -13,7 +13,10 @@
 # flags; default none, so the starting weights continue with their own λ range, gain levels
 # and context model; e.g. "--add-context" for weights without one), WEIGHTS (starting
 # weights, default assets/weights), GRACE (seconds a stage may run past its budget before it
-# is killed, default 120). Copy RUNS/*/*.safetensors to assets/weights to ship them.
+# is killed, default 120: it must cover loading and the last checkpoint's export and
+# validation, which took over 35 s on an H100 with two autoencoder runs validating at once;
+# twice a GRACE of 30–35 s lost the final, annealed export). Copy RUNS/*/*.safetensors to
+# assets/weights to ship them.
 set -u
 DATA=${1:-data/pack}
 RUNS=${2:-runs/gpu}
