@@ -1,6 +1,6 @@
 """A trained score-based decoder (diffusion or rectified flow) and its one job: refine x_ae.
 
-    decoder = ScoreDecoder.load("assets/flow.safetensors")
+    decoder = ScoreDecoder.load("assets/weights/flow.safetensors")
     x = decoder.refine(x_ae, steps=4, seed=1, on_step=show)
 
 It owns the network, what the weights were trained with (TrainedFacts), the precision
