@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from engine import bitstream
-from engine.api import DecodeSettings, Engine
+from engine.api import DecodeSettings, Engine, to_uint8
 from engine.errors import Cancelled, ModelMismatchError, SettingsError, WeightsError
 from engine.errors import ImageError
 from engine.images import Colour
@@ -79,6 +79,24 @@ def test_a_context_model_codes_in_two_passes_through_the_engine(tmp_path, photo)
     assert len(segments) == 3  # ẑ, anchors, the rest
     out = engine.decode_ae(enc.data)
     assert out.shape == photo.shape and np.array_equal(engine.decode_ae(enc.data), out)
+
+
+def test_synthesis_runs_in_fp32_where_bf16_is_fast(tmp_path, photo):
+    """bf16 synthesis costs 1–1.5 dB on nearly flat photos, so the autoencoder decode must not
+    follow the engine's bf16 speed policy (which the encoder and score decoders keep)."""
+    fast = Engine(write_tiny_weights(tmp_path), device="cpu")
+    fast._fast = True  # as on a CPU with bf16 kernels or a GPU
+    fast.autoencoder.to(memory_format=torch.channels_last)
+    data = fast.encode(photo, rate=0.8).data
+    header, segments = bitstream.unpack(data)
+    ae = fast.autoencoder
+    with torch.inference_mode():
+        y_hat = ae.decode_latents(segments, header.rate, (75, 130), header.latent_crc)
+        fp32 = ae.synthesize(y_hat)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = ae.synthesize(y_hat)
+    assert not torch.equal(fp32, bf16)  # the precisions do differ on these weights
+    np.testing.assert_array_equal(fast.decode_ae(data), to_uint8(fp32[..., :75, :130]))
 
 
 def test_gray_colour_is_recorded(engine, photo):
