@@ -75,6 +75,32 @@ def _cell(value: Optional[float], fmt: str) -> str:
     return "–" if value is None else fmt.format(value)
 
 
+def _bd_rate_spread_section(per_image: dict[str, dict[str, dict[str, float]]], baselines: list[str]) -> list[str]:
+    """How the per-image BD-rates behind the means spread: one ill-conditioned image (a flat photo
+    whose curve spans a few dB) can move a mean of twenty by several points."""
+    def median(values: list[float]) -> float:
+        ordered = sorted(values)
+        middle = len(ordered) // 2
+        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+    lines = ["Spread over the images: median, range, and on how many images the autoencoder needs fewer bits.", "",
+             "| quality metric | " + " | ".join(baselines) + " |", "|" + "---|" * (len(baselines) + 1)]
+    for metric, label in (("psnr", "PSNR"), ("ms_ssim_db", "MS-SSIM (dB)")):
+        cells = []
+        for baseline in baselines:
+            values = list(per_image[metric].get(baseline, {}).values())
+            cells.append(f"median {median(values):+.1f} %, {min(values):+.1f} to {max(values):+.1f} %, "
+                         f"fewer bits on {sum(v < 0 for v in values)} of {len(values)}" if values else "–")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    images = sorted({image for by_other in per_image["psnr"].values() for image in by_other})
+    lines += ["", "<details><summary>Per image, on PSNR</summary>", "",
+              "| image | " + " | ".join(baselines) + " |", "|" + "---|" * (len(baselines) + 1)]
+    for image in images:
+        lines.append(f"| {image} | " + " | ".join(_cell(per_image["psnr"].get(b, {}).get(image), "{:+.1f} %")
+                                               for b in baselines) + " |")
+    return lines + ["", "</details>", ""]
+
+
 def _points_table(points: list[dict], bpp: float) -> list[str]:
     header = "| method | " + " | ".join(label for _, label, _ in TABLE_COLUMNS) + " |"
     lines = [header, "|" + "---|" * (len(TABLE_COLUMNS) + 1)]
@@ -172,6 +198,8 @@ def write_report(summary: dict, out: Path, plots: bool = True) -> Path:
             values = summary["bd_rate"][metric]
             lines.append(f"| {label} | " + " | ".join(_cell(values[b], "{:+.1f} %") for b in baselines) + " |")
         lines.append("")
+        if summary.get("bd_rate_per_image"):
+            lines += _bd_rate_spread_section(summary["bd_rate_per_image"], baselines)
     if summary.get("versus_ae"):
         lines += _versus_ae_section(summary["versus_ae"])
     curves = curve_plots(summary, out) if plots else []

@@ -55,11 +55,12 @@ def ms_ssim_db(value: Optional[float]) -> Optional[float]:
     return float(-10 * math.log10(1 - value))
 
 
-def bd_rates(rows: list[dict[str, str]], reference: str,
-             others: list[str]) -> dict[str, dict[str, Optional[float]]]:
-    """BD-rate (%) of ``reference`` (the autoencoder) against each method in ``others`` for PSNR and
-    MS-SSIM (dB), per image and then averaged over the images; negative = the autoencoder needs
-    fewer bits for the same quality.
+def bd_rates_per_image(rows: list[dict[str, str]], reference: str,
+                       others: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """BD-rate (%) of ``reference`` (the autoencoder) against each method in ``others``, per image,
+    for PSNR and MS-SSIM (dB): ``table[metric][other][image]``; negative = the autoencoder needs
+    fewer bits for the same quality. Images whose two curves cannot be compared (too few points,
+    no overlap in quality) are left out.
 
     Per image, because not every image reaches every target bitrate (a model's lowest rate
     is above 0.1 bpp on a detailed photo): a mean over the few images that reach an extreme
@@ -75,19 +76,31 @@ def bd_rates(rows: list[dict[str, str]], reference: str,
         return [b for b, _ in pairs], [q for _, q in pairs]
 
     images = sorted({row["image"] for row in rows})
-    table: dict[str, dict[str, Optional[float]]] = {}
+    table: dict[str, dict[str, dict[str, float]]] = {}
     for metric in ("psnr", "ms_ssim_db"):
         table[metric] = {}
         for other in others:
-            per_image = []
+            table[metric][other] = {}
             for image in images:
                 ours, theirs = curve(reference, image, metric), curve(other, image, metric)
                 try:
-                    per_image.append(metrics.bd_rate(theirs[0], theirs[1], ours[0], ours[1]))
+                    table[metric][other][image] = metrics.bd_rate(theirs[0], theirs[1], ours[0], ours[1])
                 except HfdError:  # too few points or no overlap in quality
                     continue
-            table[metric][other] = float(np.mean(per_image)) if per_image else None
     return table
+
+
+def _means(per_image: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, Optional[float]]]:
+    return {metric: {other: float(np.mean(list(values.values()))) if values else None
+                     for other, values in by_other.items()}
+            for metric, by_other in per_image.items()}
+
+
+def bd_rates(rows: list[dict[str, str]], reference: str,
+             others: list[str]) -> dict[str, dict[str, Optional[float]]]:
+    """The per-image BD-rates of :func:`bd_rates_per_image` averaged over the images
+    (``table[metric][other]``; None where no image could be compared)."""
+    return _means(bd_rates_per_image(rows, reference, others))
 
 
 def _difference(statistic, n_images: int) -> dict[str, Optional[float]]:
@@ -168,6 +181,9 @@ def summarize(evaluation: "Evaluation", sweep_rows: Optional[list[dict[str, str]
                                              f"{name}@{bpp:g}", f"ae@{bpp:g}")
                 if compared is not None:
                     versus_ae.append({"method": name, "target_bpp": bpp, **compared})
+    per_image = (bd_rates_per_image([r for r in evaluation.rows.rows if r["image"] in evaluation.names], "ae",
+                                    [m.name for m in evaluation.classical])
+                 if any(m.name == "ae" for m in evaluation.learned) else {})
     summary = {
         "model": {"model_id": info.model_id, "weights_hash": info.weights_hash, "decoders": list(info.decoders)},
         "images": evaluation.names,
@@ -177,9 +193,8 @@ def summarize(evaluation: "Evaluation", sweep_rows: Optional[list[dict[str, str]
         "methods": [{"name": m.name, "kind": "learned" if m.is_learned else "classical",
                      "settings": _settings_dict(m.settings)} for m in evaluation.learned + evaluation.classical],
         "points": points,
-        "bd_rate": bd_rates([r for r in evaluation.rows.rows if r["image"] in evaluation.names], "ae",
-                           [m.name for m in evaluation.classical])
-        if any(m.name == "ae" for m in evaluation.learned) else {},
+        "bd_rate": _means(per_image),
+        "bd_rate_per_image": per_image,
         "versus_ae": versus_ae,
     }
     if sweep_rows is not None:

@@ -274,6 +274,24 @@ def test_bd_rates_compare_the_autoencoder_against_each_baseline():
             + rows("jpeg", 1.0) + rows("jpeg", 1.0, "b", 5.0))
     assert eval_summary.bd_rates(both, "ae", ["jpeg"])["psnr"]["jpeg"] == pytest.approx(-50.0, abs=0.1)
     assert eval_summary.ms_ssim_db(0.99) == pytest.approx(20.0) and eval_summary.ms_ssim_db(1.0) is None
+    # The per-image values behind the mean; an image without the other method's curve is left out.
+    mixed = rows("ae", 0.5) + rows("ae", 2.0, "b") + rows("jpeg", 1.0) + rows("jpeg", 1.0, "b") + rows("ae", 1.0, "c")
+    per_image = eval_summary.bd_rates_per_image(mixed, "ae", ["jpeg"])["psnr"]["jpeg"]
+    assert per_image == pytest.approx({"a": -50.0, "b": 100.0})
+    assert eval_summary.bd_rates(mixed, "ae", ["jpeg"])["psnr"]["jpeg"] == pytest.approx(25.0)
+
+
+def test_report_shows_how_the_per_image_bd_rates_spread(tmp_path):
+    per_image = {"psnr": {"webp": {"a": -20.0, "b": -10.0, "c": 60.0}},
+                 "ms_ssim_db": {"webp": {"a": -30.0, "b": -5.0, "c": 5.0}}}
+    summary = {"model": {"model_id": "m", "weights_hash": "0" * 16, "decoders": ["ae"]}, "images": ["a", "b", "c"],
+               "bpps": [0.4], "patches": {"size": 256, "stride": None}, "points": [], "versus_ae": [],
+               "bd_rate": {"psnr": {"webp": 10.0}, "ms_ssim_db": {"webp": -10.0}}, "bd_rate_per_image": per_image}
+    report = eval_report.write_report(summary, tmp_path, plots=False).read_text()
+    assert "| PSNR | +10.0 % |" in report  # the mean, as before
+    assert "| PSNR | median -10.0 %, -20.0 to +60.0 %, fewer bits on 2 of 3 |" in report
+    assert "| MS-SSIM (dB) | median -5.0 %, -30.0 to +5.0 %, fewer bits on 2 of 3 |" in report
+    assert "| c | +60.0 % |" in report
 
 
 def test_a_run_folder_is_never_resumed_with_other_weights(images, tmp_path):
