@@ -9,6 +9,8 @@
 #   scripts/train_gpu.sh [DATA [RUNS [AE_SECONDS [DECODER_SECONDS]]]]
 #
 # DATA: a folder from `hfd data pack` (already downscaled ≥ 2×, so --downscale 1 here).
+# DECODER_SECONDS 0 skips the decoders: the whole lease goes to the autoencoder (the decoders'
+# last two GPU fine-tunes on a newer autoencoder's outputs were measured and not kept).
 # Env: BATCH, CROP (default 32 × 256²), AE_LRS (default "2e-4"), AE_FLAGS (extra autoencoder
 # flags; default none, so the starting weights continue with their own λ range, gain levels
 # and context model; e.g. "--add-context" for weights without one), WEIGHTS (starting
@@ -48,6 +50,10 @@ done
 wait
 AE=$(python3 scripts/pick_autoencoder.py "$WEIGHTS/autoencoder.safetensors" "${candidates[@]}")
 AE=${AE:-$WEIGHTS/autoencoder.safetensors}
+if [ "$DECODER_SECONDS" -le 0 ]; then
+    echo "autoencoder: $AE (decoders skipped)"
+    exit 0
+fi
 echo "the decoders train on $AE"
 
 for kind in diffusion flow; do
