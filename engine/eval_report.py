@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import median
 from typing import Optional
 
 from .codec_commands import DECODER_OPTIONS
@@ -78,11 +79,6 @@ def _cell(value: Optional[float], fmt: str) -> str:
 def _bd_rate_spread_section(per_image: dict[str, dict[str, dict[str, float]]], baselines: list[str]) -> list[str]:
     """How the per-image BD-rates behind the means spread: one ill-conditioned image (a flat photo
     whose curve spans a few dB) can move a mean of twenty by several points."""
-    def median(values: list[float]) -> float:
-        ordered = sorted(values)
-        middle = len(ordered) // 2
-        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
     lines = ["Spread over the images: median, range, and on how many images the autoencoder needs fewer bits.", "",
              "| quality metric | " + " | ".join(baselines) + " |", "|" + "---|" * (len(baselines) + 1)]
     for metric, label in (("psnr", "PSNR"), ("ms_ssim_db", "MS-SSIM (dB)")):
