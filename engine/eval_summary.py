@@ -90,17 +90,12 @@ def bd_rates_per_image(rows: list[dict[str, str]], reference: str,
     return table
 
 
-def _means(per_image: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, Optional[float]]]:
+def mean_bd_rates(per_image: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, Optional[float]]]:
+    """The per-image BD-rates of :func:`bd_rates_per_image` averaged over the images
+    (``table[metric][other]``; None where no image could be compared)."""
     return {metric: {other: float(np.mean(list(values.values()))) if values else None
                      for other, values in by_other.items()}
             for metric, by_other in per_image.items()}
-
-
-def bd_rates(rows: list[dict[str, str]], reference: str,
-             others: list[str]) -> dict[str, dict[str, Optional[float]]]:
-    """The per-image BD-rates of :func:`bd_rates_per_image` averaged over the images
-    (``table[metric][other]``; None where no image could be compared)."""
-    return _means(bd_rates_per_image(rows, reference, others))
 
 
 def _difference(statistic, n_images: int) -> dict[str, Optional[float]]:
@@ -193,7 +188,7 @@ def summarize(evaluation: "Evaluation", sweep_rows: Optional[list[dict[str, str]
         "methods": [{"name": m.name, "kind": "learned" if m.is_learned else "classical",
                      "settings": _settings_dict(m.settings)} for m in evaluation.learned + evaluation.classical],
         "points": points,
-        "bd_rate": _means(per_image),
+        "bd_rate": mean_bd_rates(per_image),
         "bd_rate_per_image": per_image,
         "versus_ae": versus_ae,
     }
