@@ -88,7 +88,7 @@ RATE_SEARCH_ITERATIONS = 16
 # An optimised re-encode aims this fraction under the bpp budget: overshooting it wastes the re-encode.
 REFILL_MARGIN = 0.01
 REFILL_PASSES = 2  # optimised re-encodes after the first, at most, to fill a --bpp budget
-# Used when the weights folder has no decode_defaults.json (written by `hfd eval --sweep`).
+# Used when the weights folder has no decode_defaults.json (chosen from `hfd eval --sweep` runs).
 FALLBACK_DEFAULTS = {
     "diffusion": {"steps": 16, "shift": 1.0, "noise": 0.0},
     "flow": {"steps": 4, "noise": 0.25, "solver": "euler"},

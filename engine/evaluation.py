@@ -121,20 +121,25 @@ class EvalConfig:
 # ---- resumable storage -----------------------------------------------------------------------------
 
 def check_weights_record(out: Path, info: ModelInfo, has_rows: bool, optimise_steps: int = 0) -> None:
-    """Resuming must never mix rows of two sets of weights, or of two encoders: OUT/weights.json
-    names the weights its rows came from (and the latent optimisation steps, when there were
-    any), and a run with others (or a folder of rows without the record) is refused instead of
-    silently reusing stale rows."""
+    """Resuming must never mix rows of two sets of weights, of two encoders or of two decode
+    defaults: OUT/weights.json names the weights its rows came from, the decoders' default
+    settings (a row's label carries only its step count) and the latent optimisation steps,
+    when there were any. A run with others (or a folder of rows without the record) is refused
+    instead of silently reusing stale rows."""
     record = {"model_id": info.model_id, "weights_hash": info.weights_hash,
-              "decoder_hashes": dict(sorted(info.decoder_hashes.items()))}
+              "decoder_hashes": dict(sorted(info.decoder_hashes.items())),
+              "decode_defaults": {kind: {key: value for key, value in dataclasses.asdict(settings).items()
+                                         if key not in ("decoder", "steps")}
+                                  for kind, settings in sorted(info.defaults.items()) if kind != "ae"}}
     if optimise_steps:
         record["optimise_steps"] = optimise_steps
     path = out / "weights.json"
     if path.is_file():
         stored = json.loads(path.read_text())
         if stored != record:
-            raise HfdError(f"{out} holds results of other weights or encoder settings ({stored.get('weights_hash')}, "
-                           f"decoders {stored.get('decoder_hashes')}, optimise steps {stored.get('optimise_steps', 0)}); "
+            raise HfdError(f"{out} holds results of other weights, encoder settings or decode defaults "
+                           f"({stored.get('weights_hash')}, decoders {stored.get('decoder_hashes')}, "
+                           f"defaults {stored.get('decode_defaults')}, optimise steps {stored.get('optimise_steps', 0)}); "
                            "use a new --out or delete it")
     elif has_rows:
         raise HfdError(f"{out} holds results without a record of their weights; use a new --out or delete it")

@@ -298,11 +298,15 @@ def test_report_shows_how_the_per_image_bd_rates_spread(tmp_path):
 
 
 def test_a_run_folder_is_never_resumed_with_other_weights(images, tmp_path):
-    """Rows of other weights (autoencoder or decoder) would silently mix into the report."""
+    """Rows of other weights (autoencoder or decoder), or of other decode defaults (a row's label
+    names only its steps), would silently mix into the report."""
     out = tmp_path / "out"
     ev.Evaluation(FakeEngine(), config(images, out)).run()
     assert json.loads((out / "weights.json").read_text())["weights_hash"] == "0123456789abcdef"
-    for change in ({"weights_hash": "fedcba9876543210"}, {"decoder_hashes": {"diffusion": "00000000000000ff"}}):
+    realism = {"defaults": {**FakeEngine().info.defaults,
+                            "diffusion": DecodeSettings("diffusion", steps=2, realism=0.5)}}
+    for change in ({"weights_hash": "fedcba9876543210"}, {"decoder_hashes": {"diffusion": "00000000000000ff"}},
+                   realism):
         other = FakeEngine()
         other.info = dataclasses.replace(other.info, **change)
         with pytest.raises(HfdError, match="holds results of other weights"):

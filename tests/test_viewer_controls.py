@@ -12,7 +12,7 @@ from viewer.float_slider import FloatSlider
 INFO = ModelInfo(model_id="m", weights_hash="h", rate_range=(0.0, 1.0), bpp_range=(0.1, 0.8),
                  shift_range=(0.5, 2.0), decoders=("ae", "diffusion", "flow"),
                  defaults={"diffusion": DecodeSettings("diffusion", steps=32, shift=1.5, noise=0.2),
-                           "flow": DecodeSettings("flow", steps=4, shift=0.0, noise=1.0)})
+                           "flow": DecodeSettings("flow", steps=8, shift=0.0, noise=1.0, realism=0.5)})
 
 
 @pytest.fixture
@@ -58,7 +58,8 @@ def test_switching_decoder_brings_its_defaults_and_disables_shift_for_the_flow(p
     with qtbot.waitSignal(panel.changed, timeout=1000) as blocker:
         panel.decoder.setCurrentIndex(panel.decoder.findData("flow"))
     values = blocker.args[0]
-    assert (values.decoder, values.steps, values.noise) == ("flow", 4, 1.0)
+    assert (values.decoder, values.steps, values.noise, values.realism) == ("flow", 8, 1.0, 0.5)
+    assert panel.realism.value() == pytest.approx(0.5)
     assert values.seed == 7  # the seed is the user's, not the decoder's
     assert not panel.shift.isEnabled()
 
@@ -109,3 +110,4 @@ def test_a_first_run_takes_the_models_recommended_settings(qtbot):
     panel.set_info(INFO, use_defaults=True)
     values = panel.values()
     assert (values.steps, values.noise) == (32, 0.2) and values.shift == pytest.approx(1.5, abs=0.005)
+    assert values.realism == 1.0

@@ -41,7 +41,8 @@ TIPS = {
     "seed": "The decoder's random seed. The same file and seed always give the same picture; "
             "a new seed invents different detail.",
     "new_seed": "Pick a random seed and decode again.",
-    "realism": "Blend between the autoencoder image (0) and the fully refined image (1).",
+    "realism": "Blend between the autoencoder image (0) and the fully refined image (1). Each decoder "
+               "starts at the blend its sweep chose (the model card's decode defaults).",
     "codec": "The classical codec shown beside it, tuned to produce a file of the same size.",
     "device": "Where the model runs. Auto uses the GPU when there is one.",
 }
@@ -232,11 +233,12 @@ class ControlPanel(QWidget):
             self._emit()
 
     def _with_defaults(self, values: ControlValues) -> ControlValues:
-        """A decoder switch brings that decoder's recommended steps, shift and noise."""
+        """A decoder switch brings that decoder's recommended steps, shift, noise and realism."""
         default = self._info.defaults.get(values.decoder) if self._info else None
         if default is None:
             return values
-        return replace(values, steps=default.steps, shift=default.shift, noise=default.noise)
+        return replace(values, steps=default.steps, shift=default.shift, noise=default.noise,
+                       realism=default.realism)
 
     def _emit(self, *_args) -> None:
         if not self._quiet:
