@@ -6,8 +6,9 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
+from engine.api import DecodeSettings
 from tests.test_viewer_support import IDLE_TIMEOUT_MS, open_window, samples, tiny_engine  # noqa: F401 (fixtures)
-from viewer.captions import demo_texts, human_size
+from viewer.captions import demo_texts, human_size, pane_title
 from viewer.controls import ControlValues
 from viewer.qimage import from_qimage
 
@@ -54,3 +55,11 @@ def test_demo_texts_speak_in_file_sizes():
 
 def demo_pixels(picture) -> np.ndarray:
     return from_qimage(picture.image)
+
+
+def test_the_refined_title_says_when_the_decode_is_blended_with_the_autoencoders():
+    full = DecodeSettings("diffusion", steps=2, realism=1.0)
+    assert pane_title("refined", "jpeg", full, maps=False) == "Refined (diffusion, 2 steps)"
+    blended = DecodeSettings("flow", steps=8, realism=0.5)
+    assert pane_title("refined", "jpeg", blended, maps=False) == "Refined (rectified flow, 8 steps, realism 0.5)"
+    assert demo_texts("jpeg", 1000, blended)[2] == "Learned decoder (rectified flow, 8 steps, realism 0.5)"

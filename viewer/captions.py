@@ -26,7 +26,10 @@ def human_size(nbytes: int) -> str:
 
 
 def decoder_text(settings: DecodeSettings) -> str:
-    return f"{DECODER_LABELS.get(settings.decoder, settings.decoder).lower()}, {settings.steps} steps"
+    """"diffusion, 2 steps", plus the realism when the decode is blended with the autoencoder's
+    (the defaults blend, so a viewer must see that the pane is not the decoder's full output)."""
+    text = f"{DECODER_LABELS.get(settings.decoder, settings.decoder).lower()}, {settings.steps} steps"
+    return text if settings.realism >= 1.0 else f"{text}, realism {settings.realism:g}"
 
 
 def pane_title(pane: str, codec: str, settings: Optional[DecodeSettings], maps: bool) -> str:
