@@ -105,9 +105,9 @@ def test_about_lists_the_model_facts():
 
 
 def test_a_first_run_takes_the_models_recommended_settings(qtbot):
-    panel = ControlPanel(ControlValues(decoder="diffusion", steps=16, noise=0.0))
+    panel = ControlPanel(ControlValues(decoder="diffusion", steps=16, noise=0.0, realism=0.3))
     qtbot.addWidget(panel)
     panel.set_info(INFO, use_defaults=True)
     values = panel.values()
     assert (values.steps, values.noise) == (32, 0.2) and values.shift == pytest.approx(1.5, abs=0.005)
-    assert values.realism == 1.0
+    assert values.realism == 1.0  # the model's, not the panel's 0.3
