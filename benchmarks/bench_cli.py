@@ -45,6 +45,7 @@ def main() -> None:
             f"hfd compress --bpp {args.bpp:g}": [*hfd, "compress", str(args.image), str(coded), "--bpp", str(args.bpp)],
             "hfd decompress --decoder ae": [*hfd, "decompress", str(coded), str(decoded), "--decoder", "ae"],
             "hfd decompress (default decoder)": [*hfd, "decompress", str(coded), str(decoded)],
+            "hfd decompress --decoder flow": [*hfd, "decompress", str(coded), str(decoded), "--decoder", "flow"],
         }
         rows = []
         for name, command in cases.items():
