@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -26,6 +26,7 @@ from .latent_optimisation import ProgressCallback as OptimiseCallback
 from .latent_optimisation import DEFAULT_STEPS as DEFAULT_OPTIMISE_STEPS  # noqa: F401  (for UIs)
 from .latent_optimisation import optimise_latents
 from .progress import CancelToken, StepInfo
+from .realism import RealismSchedule
 from .score_decoder import KINDS, ScoreDecoder, TrainedFacts, cpu_supports_bf16
 from .weights import file_hash, load_state, read_metadata
 
@@ -41,7 +42,9 @@ class DecodeSettings:
     shift: float = 1.0  # diffusion: logSNR shift (+ = less noise); checked against the trained range
     noise: float = 0.0  # sampler noise: 0 = deterministic (DDIM / the flow's ODE) .. 1 = DDPM / start noise redrawn each step
     seed: int = 0
-    realism: float = 1.0  # 0 = autoencoder output, 1 = fully refined; linear blend in between
+    # 0 = autoencoder output, 1 = fully refined; linear blend in between. None: the weights'
+    # default for the file's rate (ModelInfo.realism), resolved by ModelInfo.resolve.
+    realism: float | None = 1.0
     solver: Literal["euler", "heun"] = "euler"  # flow only
 
 
@@ -77,6 +80,26 @@ class ModelInfo:
     card: str = ""  # the model card text
     decoder_hashes: dict[str, str] = field(default_factory=dict)  # kind → file hash, like weights_hash
     flow_sigma: StartNoise | None = None  # the flow's trained start-noise σ in [-1, 1]; None: no flow
+    realism: dict[str, RealismSchedule] = field(default_factory=dict)  # decoder → default realism by rate
+
+    def resolve(self, settings: DecodeSettings, rate: float) -> DecodeSettings:
+        """``settings`` with a default realism (None) replaced by the decoder's schedule at ``rate``
+        (the file's, from its header); anything else is returned unchanged."""
+        return _resolve_realism(settings, self.realism, rate)
+
+    def settings_record(self, settings: DecodeSettings) -> dict:
+        """``settings`` as JSON-ready fields, a default realism written as the schedule it follows
+        (a number or [[rate, realism], ...]), so a record says what was decoded."""
+        record = asdict(settings)
+        if settings.realism is None:
+            record["realism"] = self.realism.get(settings.decoder, RealismSchedule.constant(1.0)).to_json()
+        return record
+
+
+def _resolve_realism(settings: DecodeSettings, schedules: dict[str, RealismSchedule], rate: float) -> DecodeSettings:
+    if settings.realism is not None or settings.decoder == "ae":
+        return settings
+    return replace(settings, realism=schedules.get(settings.decoder, RealismSchedule.constant(1.0)).at(rate))
 
 
 StepCallback = Callable[[StepInfo], None]
@@ -93,6 +116,22 @@ FALLBACK_DEFAULTS = {
     "diffusion": {"steps": 16, "shift": 1.0, "noise": 0.0},
     "flow": {"steps": 4, "noise": 0.25, "solver": "euler"},
 }
+
+
+def read_decode_defaults(path: Path, kinds: tuple[str, ...]
+                         ) -> tuple[dict[str, DecodeSettings], dict[str, RealismSchedule]]:
+    """Each decoder's default settings from ``path`` (FALLBACK_DEFAULTS where it is missing) and
+    its default realism by rate. The settings' realism is None: it depends on the file."""
+    try:
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        settings, schedules = {}, {}
+        for kind in kinds:
+            entry = dict(stored.get(kind, FALLBACK_DEFAULTS[kind]))
+            schedules[kind] = RealismSchedule.from_json(entry.pop("realism", 1.0))
+            settings[kind] = DecodeSettings(decoder=kind, realism=None, **entry)
+    except (OSError, ValueError, TypeError, AttributeError, SettingsError) as exc:
+        raise WeightsError(f"unreadable decode defaults in {path}: {exc}") from exc
+    return settings, schedules
 
 
 def default_weights_dir() -> Path:
@@ -150,8 +189,8 @@ class Engine:
         self._decoder_facts = {kind: TrainedFacts.from_dict(read_metadata(path)[2])
                                for kind, path in self._decoder_paths.items()}
         self._decoders: dict[str, ScoreDecoder] = {}
-        defaults_path = self.weights_dir / "decode_defaults.json"
-        self._decode_defaults = json.loads(defaults_path.read_text()) if defaults_path.exists() else {}
+        self._decode_defaults, self._realism = read_decode_defaults(self.weights_dir / "decode_defaults.json",
+                                                                    self.decoder_kinds)
         # bf16 + channels_last is ~2.7× faster than fp32 on GPUs and on CPUs with bf16 kernels
         # (AVX-512); elsewhere bf16 would be emulated and slower, so fp32 stays.
         self._fast = self.device.type == "cuda" or cpu_supports_bf16()
@@ -180,16 +219,15 @@ class Engine:
         if "diffusion" in self._decoder_facts:
             trained = self._decoder_facts["diffusion"].shift_range
             shift_range = (trained.low, trained.high)
-        defaults = {"ae": DecodeSettings(decoder="ae", steps=1)}
-        for kind in self.decoder_kinds:
-            defaults[kind] = DecodeSettings(decoder=kind, **self._decode_defaults.get(kind, FALLBACK_DEFAULTS[kind]))
+        defaults = {"ae": DecodeSettings(decoder="ae", steps=1), **self._decode_defaults}
         card_path = self.weights_dir / "MODEL_CARD.md"
         return ModelInfo(model_id=self.model_id, weights_hash=self.weights_hash, rate_range=(0.0, 1.0),
                          bpp_range=bpp_range, shift_range=shift_range,
                          decoders=("ae", *self.decoder_kinds), defaults=defaults,
                          card=card_path.read_text() if card_path.exists() else "",
                          decoder_hashes=dict(self._decoder_hashes),
-                         flow_sigma=self._decoder_facts["flow"].flow_sigma if "flow" in self._decoder_facts else None)
+                         flow_sigma=self._decoder_facts["flow"].flow_sigma if "flow" in self._decoder_facts else None,
+                         realism=dict(self._realism))
 
     @functools.cached_property
     def _decoder_hashes(self) -> dict[str, str]:
@@ -348,9 +386,15 @@ class Engine:
                on_step: StepCallback | None = None, cancel: CancelToken | None = None) -> np.ndarray:
         """Run the score-based decoder on an autoencoder decode (no bits involved). ``rate``:
         the rate its file was coded at (``Encoded.rate``, the header's), which rate-conditioned
-        decoders need (a SettingsError says so when it is missing)."""
+        decoders and the default realism (``settings.realism`` None) need (a SettingsError says
+        so when it is missing)."""
         if settings.decoder == "ae":
             return x_ae
+        if settings.realism is None:
+            if rate is None:
+                raise SettingsError("the default realism depends on the rate the file was coded at: "
+                                    "pass the rate, or a realism")
+            settings = _resolve_realism(settings, self._realism, rate)
         decoder = self.decoder(settings.decoder)
         h, w = x_ae.shape[:2]
         with self._oom_guard(h, w):

@@ -60,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                  "(diffusion: ancestral DDPM, flow: start noise redrawn)")
     decompress.add_argument("--seed", type=int, metavar="K", help="random seed of the sampler")
     decompress.add_argument("--realism", type=float, metavar="R",
-                            help="0 = autoencoder output .. 1 = fully refined (linear blend)")
+                            help="0 = autoencoder output .. 1 = fully refined (linear blend); default: the "
+                                 "weights' realism for the rate the file was coded at (`hfd model` shows it)")
     decompress.add_argument("--solver", choices=("euler", "heun"), help="flow: ODE solver")
     add_engine_options(decompress)
     decompress.set_defaults(run=decompress_command)
@@ -130,8 +131,10 @@ def decompress_command(args: argparse.Namespace) -> None:
     else:
         from .api import DecodeSettings
 
-        base = engine.info.defaults.get(args.decoder, DecodeSettings(decoder=args.decoder))
-        settings = dataclasses.replace(base, **overrides)
+        info = engine.info
+        base = info.defaults.get(args.decoder, DecodeSettings(decoder=args.decoder))
+        # the default realism follows the file's rate: resolved here so the summary names it
+        settings = info.resolve(dataclasses.replace(base, **overrides), header.rate)
         rgb, how = engine.decode(data, settings, on_step=print_step), describe(settings)
     save_png(args.output, rgb, colour=header.colour)
     print(f"{args.output}: {header.width}×{header.height} {header.colour} PNG ({how})")
@@ -160,13 +163,23 @@ def model_command(args: argparse.Namespace) -> None:
             ("shift range", f"{info.shift_range[0]:g} .. {info.shift_range[1]:g}")]
     if info.flow_sigma is not None:
         rows.append(("flow start noise", f"x_ae + σ·ε in [-1, 1], σ = {info.flow_sigma.describe()}"))
-    rows += [(f"{name} defaults", describe(settings)) for name, settings in info.defaults.items() if name != "ae"]
+    for name, settings in info.defaults.items():
+        if name == "ae":
+            continue
+        schedule = info.realism.get(name)
+        if settings.realism is None and schedule is not None and schedule.varies:
+            rows += [(f"{name} defaults", describe(settings)),
+                     (f"{name} realism", f"by the file's rate: {schedule.describe()}")]
+        else:
+            rows.append((f"{name} defaults", describe(info.resolve(settings, 0.0))))  # one realism for all
     print_rows(rows)
 
 
 def describe(settings: DecodeSettings) -> str:
-    """The refinement settings its decoder reads, as they would be typed on the command line."""
-    return " ".join(f"--{name} {getattr(settings, name)}" for name in DECODER_OPTIONS[settings.decoder])
+    """The refinement settings its decoder reads, as they would be typed on the command line; a
+    default realism (None, which follows the file's rate) is left out."""
+    return " ".join(f"--{name} {getattr(settings, name)}" for name in DECODER_OPTIONS[settings.decoder]
+                    if getattr(settings, name) is not None)
 
 
 def print_step(step: StepInfo) -> None:

@@ -7,6 +7,7 @@ from typing import Optional
 
 from .codec_commands import DECODER_OPTIONS
 from .metrics import require_package
+from .realism import RealismSchedule
 
 # (summary key, axis label, which direction is better)
 CURVE_METRICS = (("psnr", "PSNR (dB)", "higher"), ("ms_ssim_db", "MS-SSIM (dB)", "higher"),
@@ -148,6 +149,8 @@ def _versus_ae_section(entries: list[dict]) -> list[str]:
 def _settings_line(methods: list[dict]) -> list[str]:
     """One line naming every refined method's decode settings, so a report says what it measured."""
     def shown(value: object) -> str:
+        if isinstance(value, list):  # a default realism that follows the rate
+            return RealismSchedule.from_json(value).describe()
         return value if isinstance(value, str) else f"{value:g}"
 
     parts = [f"{m['name']}: " + ", ".join(f"{key} {shown(m['settings'][key])}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Optional
 
 import numpy as np
@@ -186,7 +185,8 @@ def summarize(evaluation: "Evaluation", sweep_rows: Optional[list[dict[str, str]
         "patches": {"size": config.patch, "stride": config.patch_stride},
         "optimise_steps": config.optimise_steps,
         "methods": [{"name": m.name, "kind": "learned" if m.is_learned else "classical",
-                     "settings": _settings_dict(m.settings)} for m in evaluation.learned + evaluation.classical],
+                     "settings": None if m.settings is None else info.settings_record(m.settings)}
+                    for m in evaluation.learned + evaluation.classical],
         "points": points,
         "bd_rate": mean_bd_rates(per_image),
         "bd_rate_per_image": per_image,
@@ -196,10 +196,6 @@ def summarize(evaluation: "Evaluation", sweep_rows: Optional[list[dict[str, str]
         summary["sweep"] = _summarize_sweep(evaluation, sweep_rows)
     (config.out / "summary.json").write_text(json.dumps(_finite(summary), indent=1) + "\n")
     return summary
-
-
-def _settings_dict(settings) -> Optional[dict]:
-    return None if settings is None else asdict(settings)
 
 
 def _summarize_sweep(evaluation: "Evaluation", rows: list[dict[str, str]]) -> dict:

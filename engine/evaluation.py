@@ -48,7 +48,7 @@ class EngineLike(Protocol):
     def info(self) -> ModelInfo: ...
     def encode(self, rgb: np.ndarray, *, bpp: float, optimise_steps: int = 0) -> Encoded: ...
     def decode_ae(self, data: bytes) -> np.ndarray: ...
-    def refine(self, x_ae: np.ndarray, settings: DecodeSettings) -> np.ndarray: ...
+    def refine(self, x_ae: np.ndarray, settings: DecodeSettings, *, rate: Optional[float] = None) -> np.ndarray: ...
 
 
 # ---- what to evaluate ----------------------------------------------------------------------------
@@ -128,7 +128,7 @@ def check_weights_record(out: Path, info: ModelInfo, has_rows: bool, optimise_st
     instead of silently reusing stale rows."""
     record = {"model_id": info.model_id, "weights_hash": info.weights_hash,
               "decoder_hashes": dict(sorted(info.decoder_hashes.items())),
-              "decode_defaults": {kind: {key: value for key, value in dataclasses.asdict(settings).items()
+              "decode_defaults": {kind: {key: value for key, value in info.settings_record(settings).items()
                                          if key not in ("decoder", "steps")}
                                   for kind, settings in sorted(info.defaults.items()) if kind != "ae"}}
     if optimise_steps:

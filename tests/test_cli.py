@@ -1,6 +1,8 @@
 """End-to-end tests of the `hfd` console script against tiny random-init weights."""
 import dataclasses
+import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -143,7 +145,9 @@ def test_refined_decode_merges_defaults_and_reports_steps(capsys, tmp_path, weig
                              "--steps", "3", "--seed", "7", weights=weights)
     assert code == 0
     defaults = api.Engine(weights, device="cpu").info.defaults["flow"]
-    assert seen["settings"] == dataclasses.replace(defaults, steps=3, seed=7)
+    # the default realism (None: by bitrate; these weights have no schedule, so 1) is resolved for the file
+    assert defaults.realism is None
+    assert seen["settings"] == dataclasses.replace(defaults, steps=3, seed=7, realism=1.0)
     assert seen["settings"].noise == defaults.noise  # unset options keep the weights' defaults
     assert err.splitlines() == ["step 1/2  0.1 s", "step 2/2  0.2 s"]
     assert "--steps 3" in printed and "--seed 7" in printed
@@ -222,6 +226,28 @@ def test_model_command_describes_the_weights(capsys, weights):
     assert re.search(r"^flow defaults +--steps \d+ .*--solver euler$", printed, re.M)
     assert re.search(r"^flow start noise +x_ae \+ σ·ε in \[-1, 1\], σ = 0\.25$", printed, re.M)
     assert re.search(r"^diffusion defaults +--steps \d+ --shift \S+ .*--realism \S+$", printed, re.M)
+
+
+def test_default_realism_follows_the_files_rate(capsys, tmp_path, weights, encoded, monkeypatch):
+    folder = tmp_path / "weights"
+    shutil.copytree(weights, folder)
+    (folder / "decode_defaults.json").write_text(json.dumps(
+        {"flow": {"steps": 2, "noise": 0.0, "solver": "euler", "realism": [[0.2, 1.0], [0.8, 0.0]]}}))
+    code, printed, _ = hfd(capsys, "model", weights=folder)
+    assert code == 0 and re.search(r"^flow defaults +--steps 2 --noise 0.0 --seed 0 --solver euler$", printed, re.M)
+    assert re.search(r"^flow realism +by the file's rate: 1 up to rate 0.2, 0 from rate 0.8 \(linear between\)$",
+                     printed, re.M)
+    assert re.search(r"^diffusion defaults +.*--realism 1.0$", printed, re.M)  # no schedule: one realism
+
+    seen = []
+    monkeypatch.setattr(api.Engine, "decode", lambda self, data, settings, on_step=None, cancel=None:
+                        seen.append(settings) or self.decode_ae(data))
+    # the file was coded at rate 0.5: halfway down the ramp
+    code, printed, _ = hfd(capsys, "decompress", encoded, tmp_path / "a.png", "--decoder", "flow", weights=folder)
+    assert code == 0 and seen[-1].realism == 0.5 and "--realism 0.5" in printed
+    code, printed, _ = hfd(capsys, "decompress", encoded, tmp_path / "b.png", "--decoder", "flow", "--realism", "0.3",
+                           weights=folder)
+    assert code == 0 and seen[-1].realism == 0.3 and "--realism 0.3" in printed
 
 
 def test_keyboard_interrupt_exits_130(capsys, tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ from engine.api import DecodeSettings, Encoded, ModelInfo
 from engine.cli import main
 from engine.errors import HfdError
 from engine.errors import SettingsError
+from engine.realism import RealismSchedule
 from engine.testing import write_tiny_weights
 from photo_like import photo_like, single_thread  # noqa: F401 (autouse fixture)
 
@@ -39,7 +40,8 @@ class FakeEngine:
         self.info = ModelInfo(model_id="fake", weights_hash="0123456789abcdef", rate_range=(0.0, 1.0),
                               bpp_range=(0.05, 1.0), shift_range=(0.0, 2.0), decoders=("ae", "diffusion", "flow"),
                               defaults={"diffusion": DecodeSettings("diffusion", steps=16),
-                                        "flow": DecodeSettings("flow", steps=4, noise=1.0)})
+                                        "flow": DecodeSettings("flow", steps=4, noise=1.0, realism=None)},
+                              realism={"flow": RealismSchedule(((0.1, 1.0), (0.4, 0.5)))})
 
     def encode(self, rgb, *, bpp, optimise_steps=0):
         self.optimise_steps = optimise_steps
@@ -59,6 +61,7 @@ class FakeEngine:
 
     def refine(self, x_ae, settings, *, rate):  # rate required: the evaluation must pass the file's
         assert 0.0 <= rate
+        settings = self.info.resolve(settings, min(rate, 1.0))
         if settings.decoder == "ae":  # as Engine.refine: the autoencoder image itself
             return x_ae.copy()
         rng = np.random.default_rng(settings.steps * 1000 + int(settings.noise * 100) + int(settings.shift * 10))
@@ -115,7 +118,8 @@ def test_run_writes_rows_summary_report_and_crops(images, tmp_path):
     report = (out / "report.md").read_text()
     assert "## Target 0.5 bpp" in report and "| diffusion:8 |" in report and "BD-rate" in report
     assert ("Decode settings: diffusion:8: steps 8, shift 1, noise 0, seed 0, realism 1; "
-            "flow:4: steps 4, noise 1, seed 0, realism 1, solver euler.") in report
+            "flow:4: steps 4, noise 1, seed 0, realism 1 up to rate 0.1, 0.5 from rate 0.4 (linear between), "
+            "solver euler.") in report
     assert "## Refined decodes against the autoencoder-only decode" in report  # without FID: Δ PSNR, Δ ST-LPIPS
     assert [(v["method"], v["target_bpp"], "fid" in v) for v in summary["versus_ae"]] == [
         ("diffusion:8", 0.5, False), ("diffusion:8", 1.0, False), ("flow:4", 0.5, False), ("flow:4", 1.0, False)]
@@ -183,8 +187,9 @@ def test_realism_sweep_runs_from_the_autoencoder_image_to_the_refined_one(images
     points = {p["value"]: p for p in summary["sweep"]["points"]}
     main = {p["method"]: p for p in summary["points"]}
     assert points[0.0]["psnr"] == pytest.approx(main["ae"]["psnr"])  # realism 0 is the autoencoder image
-    assert points[1.0]["psnr"] == pytest.approx(main["flow:4"]["psnr"])
-    assert main["flow:4"]["psnr"] < points[0.5]["psnr"] < main["ae"]["psnr"]  # the fake adds noise
+    # the flow's default realism follows the rate: 0.5 at the sweep's (the fake codes 1 bpp at rate 1)
+    assert points[0.5]["psnr"] == pytest.approx(main["flow:4"]["psnr"])
+    assert points[1.0]["psnr"] < points[0.5]["psnr"] < main["ae"]["psnr"]  # the fake adds noise
 
 
 def test_shift_sweep_needs_diffusion(images, tmp_path):

@@ -6,13 +6,15 @@ import dataclasses
 import pytest
 
 from engine.api import DecodeSettings, ModelInfo, StartNoise
+from engine.realism import RealismSchedule
 from viewer.controls import TIPS, ControlPanel, ControlValues
 from viewer.float_slider import FloatSlider
 
 INFO = ModelInfo(model_id="m", weights_hash="h", rate_range=(0.0, 1.0), bpp_range=(0.1, 0.8),
                  shift_range=(0.5, 2.0), decoders=("ae", "diffusion", "flow"),
-                 defaults={"diffusion": DecodeSettings("diffusion", steps=32, shift=1.5, noise=0.2),
-                           "flow": DecodeSettings("flow", steps=8, shift=0.0, noise=1.0, realism=0.5)})
+                 defaults={"diffusion": DecodeSettings("diffusion", steps=32, shift=1.5, noise=0.2, realism=None),
+                           "flow": DecodeSettings("flow", steps=8, shift=0.0, noise=1.0, realism=0.5)},
+                 realism={"diffusion": RealismSchedule(((0.5, 1.0), (0.7, 0.5)))})
 
 
 @pytest.fixture
@@ -25,14 +27,15 @@ def panel(qtbot):
 
 def test_values_round_trip_through_a_dict_and_ignore_junk():
     values = ControlValues(bpp=0.3, optimise=True, decoder="flow", steps=8, shift=1.2, noise=0.5, seed=9,
-                           realism=0.4, codec="webp", device="cpu")
+                           realism=0.4, realism_auto=False, codec="webp", device="cpu")
     assert ControlValues.from_dict(values.to_dict()) == values
     assert ControlValues.from_dict({"steps": "not a number", "bogus": 1, "seed": "12"}) == ControlValues(seed=12)
 
 
 def test_settings_carry_the_decoder_knobs():
-    s = ControlValues(decoder="flow", steps=3, noise=0.25, seed=5, realism=0.5).settings()
+    s = ControlValues(decoder="flow", steps=3, noise=0.25, seed=5, realism=0.5, realism_auto=False).settings()
     assert (s.decoder, s.steps, s.noise, s.seed, s.realism) == ("flow", 3, 0.25, 5, 0.5)
+    assert ControlValues(realism=0.5).settings().realism is None  # Auto: the file's rate decides
 
 
 def test_model_info_sets_the_slider_ranges(panel):
@@ -59,9 +62,26 @@ def test_switching_decoder_brings_its_defaults_and_disables_shift_for_the_flow(p
         panel.decoder.setCurrentIndex(panel.decoder.findData("flow"))
     values = blocker.args[0]
     assert (values.decoder, values.steps, values.noise, values.realism) == ("flow", 8, 1.0, 0.5)
-    assert panel.realism.value() == pytest.approx(0.5)
+    assert not values.realism_auto and values.settings().realism == 0.5  # this model's flow: one realism
+    assert panel.realism.value() == pytest.approx(0.5) and panel.realism.isEnabled()
     assert values.seed == 7  # the seed is the user's, not the decoder's
     assert not panel.shift.isEnabled()
+    with qtbot.waitSignal(panel.changed, timeout=1000) as blocker:
+        panel.decoder.setCurrentIndex(panel.decoder.findData("diffusion"))
+    assert blocker.args[0].realism_auto and blocker.args[0].settings().realism is None
+    assert not panel.realism.isEnabled()
+
+
+def test_auto_realism_shows_the_files_blend_and_unticking_it_keeps_that_blend(panel, qtbot):
+    assert panel.values().realism_auto and not panel.realism.isEnabled()
+    with qtbot.assertNotEmitted(panel.changed):
+        panel.show_realism(0.75)  # what the main window calls once the file's rate is known
+    assert panel.realism.value() == pytest.approx(0.75)
+    with qtbot.waitSignal(panel.changed, timeout=1000) as blocker:
+        panel.realism_auto.click()
+    assert blocker.args[0].settings().realism == pytest.approx(0.75) and panel.realism.isEnabled()
+    panel.show_realism(0.2)  # a manual realism is the user's: a new file does not move it
+    assert panel.values().realism == pytest.approx(0.75)
 
 
 def test_set_values_is_silent(panel, qtbot):
@@ -101,6 +121,7 @@ def test_about_lists_the_model_facts():
     assert "σ = 0.1</td>" in model_facts_html(one, "cpu")
     falling = dataclasses.replace(INFO, flow_sigma=StartNoise(0.25, 0.04))
     assert "σ = 0.25 at rate 0 to 0.04 at rate 1 (log-linear)</td>" in model_facts_html(falling, "cpu")
+    assert "Default realism, diffusion</td><td>1 up to rate 0.5, 0.5 from rate 0.7 (linear between)</td>" in html
     assert "No model loaded" in model_facts_html(None, "")
 
 
@@ -110,4 +131,5 @@ def test_a_first_run_takes_the_models_recommended_settings(qtbot):
     panel.set_info(INFO, use_defaults=True)
     values = panel.values()
     assert (values.steps, values.noise) == (32, 0.2) and values.shift == pytest.approx(1.5, abs=0.005)
-    assert values.realism == 1.0  # the model's, not the panel's 0.3
+    assert values.realism_auto and values.settings().realism is None  # the model's, not the panel's 0.3
+    assert not panel.realism.isEnabled()

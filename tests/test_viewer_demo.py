@@ -48,7 +48,8 @@ def test_arrow_keys_move_through_the_samples(window, qtbot, samples):
 
 
 def test_demo_texts_speak_in_file_sizes():
-    headline, left, right = demo_texts("webp", 7213, ControlValues(decoder="flow", steps=4).settings(), "refining 2/4")
+    settings = ControlValues(decoder="flow", steps=4, realism_auto=False).settings()
+    headline, left, right = demo_texts("webp", 7213, settings, "refining 2/4")
     assert headline == "Same 7.2 KB file: WebP | learned decoder"
     assert left == "WebP" and right == "Learned decoder (rectified flow, 4 steps) — refining 2/4"
 
@@ -63,3 +64,5 @@ def test_the_refined_title_says_when_the_decode_is_blended_with_the_autoencoders
     blended = DecodeSettings("flow", steps=8, realism=0.5)
     assert pane_title("refined", "jpeg", blended, maps=False) == "Refined (rectified flow, 8 steps, realism 0.5)"
     assert demo_texts("jpeg", 1000, blended)[2] == "Learned decoder (rectified flow, 8 steps, realism 0.5)"
+    auto = DecodeSettings("flow", steps=8, realism=None)  # before the file's rate has picked the blend
+    assert pane_title("refined", "jpeg", auto, maps=False) == "Refined (rectified flow, 8 steps, realism auto)"

@@ -1,6 +1,7 @@
 """The main window driven like a user would, with tiny random-init weights on the CPU."""
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 
@@ -9,7 +10,9 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
+from engine.api import Engine
 from engine.images import load_image
+from engine.testing import write_tiny_weights
 from tests.test_viewer_support import (IDLE_TIMEOUT_MS, image_to_viewport, open_window, press_drag_release,
                                        samples, tiny_engine)  # noqa: F401 (fixtures)
 from viewer import main_window
@@ -212,3 +215,25 @@ def test_the_toolbar_shows_which_layout_and_pane_are_on(window, qtbot):
     assert window.actions_by_name["pane_2"].isChecked() and not window.actions_by_name["pane_4"].isChecked()
     window.set_mode("split")
     assert window.actions_by_name["split"].isChecked()
+
+
+def test_auto_realism_follows_the_rate_of_each_file(qtbot, tmp_path, samples):
+    weights = write_tiny_weights(tmp_path / "weights")
+    (weights / "decode_defaults.json").write_text(json.dumps(
+        {"diffusion": {"steps": 2, "shift": 0.0, "noise": 0.0, "realism": [[0.0, 1.0], [1.0, 0.0]]}}))
+    window = open_window(qtbot, tmp_path, Engine(weights, device="cpu"), steps=None)
+    assert window.controls.values().realism_auto and not window.controls.realism.isEnabled()
+
+    def check() -> float:
+        realism = round(1.0 - window.encoded.rate, 3)  # this schedule: 1 − rate
+        assert window.request.settings.realism == pytest.approx(realism)
+        assert window.controls.realism.value() == pytest.approx(realism, abs=0.01)
+        assert f"realism {realism:g})" in window.caption("refined")
+        return realism
+
+    first = check()
+    old = window.request.request_id
+    with qtbot.waitSignal(window.decode_ended, timeout=IDLE_TIMEOUT_MS, check_params_cb=lambda rid, outcome: rid > old):
+        window.controls.bpp.setValue(window.controls.bpp.range()[1])
+    assert check() < first  # more bits, a higher rate, less invented detail
+    assert window.controls.values().realism_auto  # showing the blend is not a user's choice

@@ -27,8 +27,11 @@ def human_size(nbytes: int) -> str:
 
 def decoder_text(settings: DecodeSettings) -> str:
     """"diffusion, 2 steps", plus the realism when the decode is blended with the autoencoder's
-    (the defaults blend, so a viewer must see that the pane is not the decoder's full output)."""
+    (the defaults blend, so a viewer must see that the pane is not the decoder's full output);
+    "realism auto" until the file's rate has picked the blend."""
     text = f"{DECODER_LABELS.get(settings.decoder, settings.decoder).lower()}, {settings.steps} steps"
+    if settings.realism is None:
+        return f"{text}, realism auto"
     return text if settings.realism >= 1.0 else f"{text}, realism {settings.realism:g}"
 
 

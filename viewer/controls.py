@@ -41,8 +41,11 @@ TIPS = {
     "seed": "The decoder's random seed. The same file and seed always give the same picture; "
             "a new seed invents different detail.",
     "new_seed": "Pick a random seed and decode again.",
-    "realism": "Blend between the autoencoder image (0) and the fully refined image (1). Each decoder "
-               "starts at the blend its sweep chose (the model card's decode defaults).",
+    "realism": "Blend between the autoencoder image (0) and the fully refined image (1). Untick Auto "
+               "to set it yourself.",
+    "realism_auto": "Use the blend the model's sweeps chose for the rate this file was coded at: full "
+                    "refinement where the bits leave much to restore, less where they leave little (the "
+                    "model card's decode defaults). The slider shows the blend of the last decode.",
     "codec": "The classical codec shown beside it, tuned to produce a file of the same size.",
     "device": "Where the model runs. Auto uses the GPU when there is one.",
 }
@@ -60,12 +63,13 @@ class ControlValues:
     noise: float = 0.0
     seed: int = 0
     realism: float = 1.0
+    realism_auto: bool = True  # the weights' realism for the file's rate; ``realism`` is then only shown
     codec: str = "jpeg"
     device: str = "auto"
 
     def settings(self) -> DecodeSettings:
         return DecodeSettings(decoder=self.decoder, steps=self.steps, shift=self.shift, noise=self.noise,
-                              seed=self.seed, realism=self.realism)
+                              seed=self.seed, realism=None if self.realism_auto else self.realism)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,6 +116,7 @@ class ControlPanel(QWidget):
         self.seed.setRange(0, MAX_SEED)
         self.new_seed = QPushButton("New seed")
         self.realism = FloatSlider(0.0, 1.0, values.realism)
+        self.realism_auto = QCheckBox("Auto")
         self.codec = QComboBox()
         for key in CODECS:
             self.codec.addItem(CODEC_LABELS[key], key)
@@ -119,7 +124,8 @@ class ControlPanel(QWidget):
         for key, label in DEVICES.items():
             self.device.addItem(label, key)
 
-        for name in ("bpp", "optimise", "decoder", "steps", "shift", "noise", "seed", "new_seed", "realism", "codec", "device"):
+        for name in ("bpp", "optimise", "decoder", "steps", "shift", "noise", "seed", "new_seed", "realism",
+                     "realism_auto", "codec", "device"):
             getattr(self, name).setToolTip(TIPS[name])
         self.file_label.setToolTip("Size of the real .hfd file at this bitrate (every byte counted).")
 
@@ -139,7 +145,10 @@ class ControlPanel(QWidget):
         seed_row.addWidget(self.seed, 1)
         seed_row.addWidget(self.new_seed)
         form.addRow("Seed", seed_row)
-        form.addRow("Realism", self.realism)
+        realism_row = QHBoxLayout()
+        realism_row.addWidget(self.realism, 1)
+        realism_row.addWidget(self.realism_auto)
+        form.addRow("Realism", realism_row)
         form.addRow("Device", self.device)
         for label_form, name in ((file_form, "bpp"), (file_form, "codec"), (form, "decoder"), (form, "steps"),
                                  (form, "shift"), (form, "noise"), (form, "seed"), (form, "realism"),
@@ -159,6 +168,7 @@ class ControlPanel(QWidget):
                        self.codec.currentIndexChanged, self.optimise.toggled):
             signal.connect(self._emit)
         self.decoder.currentIndexChanged.connect(self._on_decoder)
+        self.realism_auto.toggled.connect(self._on_realism_auto)
         self.device.currentIndexChanged.connect(self._on_device)
         self.new_seed.clicked.connect(lambda: self.seed.setValue(random.randint(0, MAX_SEED)))
 
@@ -167,7 +177,8 @@ class ControlPanel(QWidget):
         return ControlValues(
             bpp=round(self.bpp.value(), 4), optimise=self.optimise.isChecked(), decoder=self.decoder.currentData(), steps=self.steps.value(),
             shift=round(self.shift.value(), 3), noise=round(self.noise.value(), 3), seed=self.seed.value(),
-            realism=round(self.realism.value(), 3), codec=self.codec.currentData(),
+            realism=round(self.realism.value(), 3), realism_auto=self.realism_auto.isChecked(),
+            codec=self.codec.currentData(),
             device=self.device.currentData())
 
     def set_values(self, values: ControlValues) -> None:
@@ -182,6 +193,8 @@ class ControlPanel(QWidget):
             self.noise.setValue(values.noise)
             self.seed.setValue(values.seed)
             self.realism.setValue(values.realism)
+            self.realism_auto.setChecked(values.realism_auto)
+            self.realism.setEnabled(not values.realism_auto)
             self._select(self.codec, values.codec)
             self._select(self.device, values.device)
             self.shift.setEnabled(self.decoder.currentData() == "diffusion")
@@ -216,6 +229,15 @@ class ControlPanel(QWidget):
         note = "<br><i>the smallest file for this image</i>" if at_minimum else ""
         self.file_label.setText(f"file: <b>{nbytes:,} bytes</b> · {bpp:.3f} bpp{note}")
 
+    def show_realism(self, realism: float) -> None:
+        """Show the realism an automatic blend resolved to for the file just coded (no ``changed``)."""
+        if self.realism_auto.isChecked():
+            self._quiet = True
+            try:
+                self.realism.setValue(realism)
+            finally:
+                self._quiet = False
+
     def set_bpp(self, bpp: float) -> None:
         """Move the bitrate slider as if the user had (e.g. from a click on the rate plot)."""
         self.bpp.setValue(bpp)
@@ -227,18 +249,24 @@ class ControlPanel(QWidget):
         self.set_values(self._with_defaults(self.values()))
         self._emit()
 
+    def _on_realism_auto(self, auto: bool) -> None:
+        self.realism.setEnabled(not auto)  # unticked, the slider starts from the blend last shown
+        self._emit()
+
     def _on_device(self) -> None:
         if not self._quiet:
             self.device_changed.emit(self.device.currentData())
             self._emit()
 
     def _with_defaults(self, values: ControlValues) -> ControlValues:
-        """A decoder switch brings that decoder's recommended steps, shift, noise and realism."""
+        """A decoder switch brings that decoder's recommended steps, shift, noise and realism (Auto
+        where the weights' realism follows the rate)."""
         default = self._info.defaults.get(values.decoder) if self._info else None
         if default is None:
             return values
-        return replace(values, steps=default.steps, shift=default.shift, noise=default.noise,
-                       realism=default.realism)
+        realism = dict(realism_auto=True) if default.realism is None else dict(realism=default.realism,
+                                                                                 realism_auto=False)
+        return replace(values, steps=default.steps, shift=default.shift, noise=default.noise, **realism)
 
     def _emit(self, *_args) -> None:
         if not self._quiet:

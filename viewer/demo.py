@@ -170,7 +170,7 @@ class DemoMode:
         if main.decode_busy and main.last_step is not None:
             progress = f"refining {main.last_step.index}/{main.last_step.total}"
         nbytes = main.encoded.nbytes if main.encoded else None
-        self.window.set_texts(*demo_texts(values.codec, nbytes, values.settings(), progress))
+        self.window.set_texts(*demo_texts(values.codec, nbytes, main.refined_settings(), progress))
         self.window.set_pictures(main.raw["classical"], main.raw["refined"])
 
     def _advance(self, delta: int) -> None:

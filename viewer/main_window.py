@@ -6,6 +6,7 @@ is not the current one are dropped."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -15,7 +16,7 @@ from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QScrollArea, QSplitter,
                                QVBoxLayout, QWidget)
 
-from engine.api import DEFAULT_OPTIMISE_STEPS, Encoded, ModelInfo
+from engine.api import DEFAULT_OPTIMISE_STEPS, DecodeSettings, Encoded, ModelInfo
 
 from .banner import Banner
 from .captions import pane_caption, pane_title
@@ -324,6 +325,11 @@ class MainWindow(QMainWindow):
     def _on_encoded(self, rid: int, encoded: Encoded) -> None:
         if self._current(rid):
             self.encoded = encoded
+            if self.request.settings.realism is None and self.info is not None:
+                # Auto realism: from now on the request names the blend this file's rate gives.
+                self.request = replace(self.request, settings=self.info.resolve(self.request.settings, encoded.rate))
+                self.controls.show_realism(self.request.settings.realism)
+                self._refresh_captions()
             self.controls.show_encoded(encoded.nbytes, encoded.bpp, at_minimum=encoded.bpp > self.request.bpp)
             self.status.started("decoding…", self.request.settings.steps)
 
@@ -430,10 +436,14 @@ class MainWindow(QMainWindow):
             cached = self._maps[pane] = (a, b, shown, scale)
         return cached[2]
 
+    def refined_settings(self) -> DecodeSettings:
+        """The settings of the refined pane: the live request's (its realism resolved once the file is
+        coded), else the panel's."""
+        return self.request.settings if self.request else self.controls.values().settings()
+
     def caption(self, pane: str) -> str:
         codec = self.request.codec if self.request else self.controls.values().codec
-        settings = self.request.settings if self.request else self.controls.values().settings()
-        title = pane_title(pane, codec, settings, self.show_maps)
+        title = pane_title(pane, codec, self.refined_settings(), self.show_maps)
         if self.show_maps and pane == "original" and self.shown_image(pane) is not None:
             title += f", 0 … {self._maps[pane][3]:g}+ levels"
         return pane_caption(pane, title, None if self.show_maps else self.stats[pane])
