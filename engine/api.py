@@ -92,14 +92,19 @@ class ModelInfo:
         (a number or [[rate, realism], ...]), so a record says what was decoded."""
         record = asdict(settings)
         if settings.realism is None:
-            record["realism"] = self.realism.get(settings.decoder, RealismSchedule.constant(1.0)).to_json()
+            record["realism"] = _schedule(self.realism, settings.decoder).to_json()
         return record
+
+
+def _schedule(schedules: dict[str, RealismSchedule], decoder: str) -> RealismSchedule:
+    """``decoder``'s default realism; full refinement for a decoder the defaults do not name."""
+    return schedules.get(decoder, RealismSchedule.constant(1.0))
 
 
 def _resolve_realism(settings: DecodeSettings, schedules: dict[str, RealismSchedule], rate: float) -> DecodeSettings:
     if settings.realism is not None or settings.decoder == "ae":
         return settings
-    return replace(settings, realism=schedules.get(settings.decoder, RealismSchedule.constant(1.0)).at(rate))
+    return replace(settings, realism=_schedule(schedules, settings.decoder).at(rate))
 
 
 StepCallback = Callable[[StepInfo], None]

@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .errors import SettingsError
 
 # Realism is shown and reported to this many decimals; resolving to it keeps a decode
@@ -54,15 +56,12 @@ class RealismSchedule:
         """The realism for a file coded at ``rate``."""
         if not (math.isfinite(rate) and 0.0 <= rate <= 1.0):
             raise SettingsError(f"the rate must be in [0, 1] to pick a realism, got {rate!r}")
-        (first_rate, first), (last_rate, last) = self.points[0], self.points[-1]
-        if rate <= first_rate:
-            return first
-        if rate >= last_rate:
-            return last
-        for (r0, v0), (r1, v1) in zip(self.points, self.points[1:]):
-            if rate <= r1:
-                return round(v0 + (rate - r0) / (r1 - r0) * (v1 - v0), DECIMALS)
-        raise AssertionError("unreachable: the rate lies inside the points")
+        rates, values = zip(*self.points)
+        if rate <= rates[0]:
+            return values[0]
+        if rate >= rates[-1]:
+            return values[-1]
+        return round(float(np.interp(rate, rates, values)), DECIMALS)
 
     def to_json(self) -> float | list[list[float]]:
         return self.points[0][1] if len(self.points) == 1 else [list(p) for p in self.points]

@@ -3,8 +3,9 @@ own settings (which change only how the same file is decoded)."""
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSpinBox,
@@ -181,10 +182,18 @@ class ControlPanel(QWidget):
             codec=self.codec.currentData(),
             device=self.device.currentData())
 
-    def set_values(self, values: ControlValues) -> None:
-        """Show ``values`` without emitting ``changed``."""
+    @contextmanager
+    def _silently(self) -> Iterator[None]:
+        """Widgets changed inside do not emit ``changed``."""
         self._quiet = True
         try:
+            yield
+        finally:
+            self._quiet = False
+
+    def set_values(self, values: ControlValues) -> None:
+        """Show ``values`` without emitting ``changed``."""
+        with self._silently():
             self.bpp.setValue(values.bpp)
             self.optimise.setChecked(values.optimise)
             self._select(self.decoder, values.decoder)
@@ -198,23 +207,18 @@ class ControlPanel(QWidget):
             self._select(self.codec, values.codec)
             self._select(self.device, values.device)
             self.shift.setEnabled(self.decoder.currentData() == "diffusion")
-        finally:
-            self._quiet = False
 
     def set_info(self, info: ModelInfo, use_defaults: bool = False) -> None:
         """Fit the ranges and decoder list to the loaded weights; ``use_defaults`` also takes the
         model's recommended settings for the current decoder (a first run, nothing remembered)."""
         self._info = info
         values = self.values()
-        self._quiet = True
-        try:
+        with self._silently():
             self.bpp.setRange(*info.bpp_range)
             self.shift.setRange(*info.shift_range)
             for key in DECODER_LABELS:
                 index = self.decoder.findData(key)
                 self.decoder.model().item(index).setEnabled(key in info.decoders)
-        finally:
-            self._quiet = False
         if values.decoder not in info.decoders:
             usable = [d for d in DECODER_LABELS if d in info.decoders]
             if usable:
@@ -232,11 +236,8 @@ class ControlPanel(QWidget):
     def show_realism(self, realism: float) -> None:
         """Show the realism an automatic blend resolved to for the file just coded (no ``changed``)."""
         if self.realism_auto.isChecked():
-            self._quiet = True
-            try:
+            with self._silently():
                 self.realism.setValue(realism)
-            finally:
-                self._quiet = False
 
     def set_bpp(self, bpp: float) -> None:
         """Move the bitrate slider as if the user had (e.g. from a click on the rate plot)."""
