@@ -234,6 +234,13 @@ class Engine:
                          flow_sigma=self._decoder_facts["flow"].flow_sigma if "flow" in self._decoder_facts else None,
                          realism=dict(self._realism))
 
+    def settings_for(self, decoder: str, rate: float, **overrides: object) -> DecodeSettings:
+        """``decoder``'s default settings with ``overrides`` applied and a default realism resolved
+        for a file coded at ``rate``: what ``decode`` will run, named before it runs. Unlike
+        ``info`` it hashes no weights files, so one-shot tools stay quick."""
+        base = self._decode_defaults.get(decoder, DecodeSettings(decoder=decoder))
+        return _resolve_realism(replace(base, **overrides), self._realism, rate)
+
     @functools.cached_property
     def _decoder_hashes(self) -> dict[str, str]:
         """Hashed on first use: compress and decompress never need them."""

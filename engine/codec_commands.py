@@ -5,7 +5,6 @@ The engine (and with it torch) is imported only by the commands that need weight
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -129,12 +128,8 @@ def decompress_command(args: argparse.Namespace) -> None:
     if args.decoder == "ae":
         rgb, how = engine.decode_ae(data), "autoencoder only"
     else:
-        from .api import DecodeSettings
-
-        info = engine.info
-        base = info.defaults.get(args.decoder, DecodeSettings(decoder=args.decoder))
         # the default realism follows the file's rate: resolved here so the summary names it
-        settings = info.resolve(dataclasses.replace(base, **overrides), header.rate)
+        settings = engine.settings_for(args.decoder, header.rate, **overrides)
         rgb, how = engine.decode(data, settings, on_step=print_step), describe(settings)
     save_png(args.output, rgb, colour=header.colour)
     print(f"{args.output}: {header.width}×{header.height} {header.colour} PNG ({how})")

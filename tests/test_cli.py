@@ -3,6 +3,7 @@ import dataclasses
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -239,12 +240,15 @@ def test_default_realism_follows_the_files_rate(capsys, tmp_path, weights, encod
                      printed, re.M)
     assert re.search(r"^diffusion defaults +.*--realism 1.0$", printed, re.M)  # no schedule: one realism
 
-    seen = []
+    seen, hashed = [], []
     monkeypatch.setattr(api.Engine, "decode", lambda self, data, settings, on_step=None, cancel=None:
                         seen.append(settings) or self.decode_ae(data))
+    real_hash = api.file_hash
+    monkeypatch.setattr(api, "file_hash", lambda path: hashed.append(Path(path).name) or real_hash(path))
     # the file was coded at rate 0.5: halfway down the ramp
     code, printed, _ = hfd(capsys, "decompress", encoded, tmp_path / "a.png", "--decoder", "flow", weights=folder)
     assert code == 0 and seen[-1].realism == 0.5 and "--realism 0.5" in printed
+    assert hashed == ["autoencoder.safetensors"]  # naming the settings hashes no decoder file
     code, printed, _ = hfd(capsys, "decompress", encoded, tmp_path / "b.png", "--decoder", "flow", "--realism", "0.3",
                            weights=folder)
     assert code == 0 and seen[-1].realism == 0.3 and "--realism 0.3" in printed

@@ -10,15 +10,17 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
+from engine import metrics
 from engine.api import Engine
 from engine.images import load_image
 from engine.testing import write_tiny_weights
 from tests.test_viewer_support import (IDLE_TIMEOUT_MS, image_to_viewport, open_window, press_drag_release,
                                        samples, tiny_engine)  # noqa: F401 (fixtures)
 from viewer import main_window
-from viewer.jobs import PANES
+from viewer.jobs import PANES, STEP_PERCEPTUAL_CROP
 from viewer.loupe import magnify
 from viewer.qimage import from_qimage
+from viewer.worker import centre_crops
 
 
 @pytest.fixture
@@ -88,6 +90,10 @@ def test_changing_steps_streams_exactly_that_many_steps(window, qtbot):
     assert window.step_plot.points()[0] == [1, 2, 3, 4, 5]
     perceptual = window.step_plot.perceptual_points()
     assert [step for step, _ in perceptual] == [1, 2, 3, 4, 5] and all(0 <= v <= 1.5 for _, v in perceptual)
+    # the dashed curve is the centre crop's score, and its axis says so
+    crops = centre_crops(window.raw["refined"], window.raw["original"])
+    assert perceptual[-1][1] == pytest.approx(metrics.st_lpips(*crops), abs=1e-6)
+    assert window.step_plot.getPlotItem().getAxis("right").labelText == f"ST-LPIPS, centre {STEP_PERCEPTUAL_CROP}² ↓"
     assert window.status.label.text() == f"done: 5 steps in {window.last_step.elapsed_s:.1f} s"
 
 

@@ -37,6 +37,9 @@ class StepPlot(pg.PlotWidget):
 
     def __init__(self) -> None:
         super().__init__()
+        # The table's ST-LPIPS is of the whole image; per step only the centre crop is measured
+        # (fast enough to keep up with the sampler), so the right axis says so: the two differ.
+        # (A longer title would widen the plot past its dock.)
         _style(self, "Each step: PSNR ─, ST-LPIPS ┄", "step", "PSNR dB", legend=False)
         self.setToolTip(f"The refined estimate after each sampler step. Solid: PSNR against the original "
                         f"(left axis, higher is better). Dashed: ST-LPIPS of the centre "
@@ -54,7 +57,7 @@ class StepPlot(pg.PlotWidget):
         item.showAxis("right")
         item.scene().addItem(self.perceptual_view)
         item.getAxis("right").linkToView(self.perceptual_view)
-        item.getAxis("right").setLabel("ST-LPIPS ↓")
+        item.getAxis("right").setLabel(f"ST-LPIPS, centre {STEP_PERCEPTUAL_CROP}² ↓")
         item.getAxis("right").enableAutoSIPrefix(False)
         self.perceptual_view.setXLink(item)
         item.vb.sigResized.connect(
