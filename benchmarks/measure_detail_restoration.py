@@ -30,8 +30,9 @@ def main() -> None:
         original = load_image(path).rgb
         for rate in (float(r) for r in args.rates.split(",")):
             enc = engine.encode(original, rate=rate)
-            x_ae = engine.decode_ae(enc.data)
-            refined = [engine.refine(x_ae, defaults[d], rate=enc.rate) for d in decoders]
+            x_ae = engine.decode_ae(enc.data)  # as shipped: post-filtered when there is a post-filter
+            unfiltered = engine.decode_ae(enc.data, post_filter=False)  # what the decoders refine
+            refined = [engine.refine(unfiltered, defaults[d], rate=enc.rate) for d in decoders]
             gaps = [top_octave_log_power_gap(original, x) for x in (x_ae, *refined)]
             psnrs = [psnr(original, x) for x in (x_ae, *refined)]
             print(f"| {path.stem} | {rate:g} | {enc.bpp:.3f} | " + " | ".join(f"{g:.3f}" for g in gaps)

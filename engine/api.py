@@ -2,7 +2,8 @@
 
     engine = Engine()                                  # shipped weights, CUDA if present
     enc = engine.encode(rgb, bpp=0.2)                  # -> Encoded (the whole .hfd file)
-    x_ae = engine.decode_ae(enc.data)                  # autoencoder-only decode
+    shown = engine.decode_ae(enc.data)                 # autoencoder-only decode (post-filtered)
+    x_ae = engine.decode_ae(enc.data, post_filter=False)   # g_s alone: what the decoders refine
     x = engine.refine(x_ae, DecodeSettings("flow", steps=4), rate=enc.rate, on_step=cb, cancel=tok)
 
 Images cross this boundary as numpy uint8 arrays of shape H×W×3 (RGB)."""
@@ -25,6 +26,7 @@ from .flow import StartNoise
 from .latent_optimisation import ProgressCallback as OptimiseCallback
 from .latent_optimisation import DEFAULT_STEPS as DEFAULT_OPTIMISE_STEPS  # noqa: F401  (for UIs)
 from .latent_optimisation import optimise_latents
+from .post_filter import PostFilter
 from .progress import CancelToken, StepInfo
 from .realism import RealismSchedule
 from .score_decoder import KINDS, ScoreDecoder, TrainedFacts, cpu_supports_bf16
@@ -81,6 +83,7 @@ class ModelInfo:
     decoder_hashes: dict[str, str] = field(default_factory=dict)  # kind → file hash, like weights_hash
     flow_sigma: StartNoise | None = None  # the flow's trained start-noise σ in [-1, 1]; None: no flow
     realism: dict[str, RealismSchedule] = field(default_factory=dict)  # decoder → default realism by rate
+    post_filter_hash: str | None = None  # the autoencoder's post-filter file, like weights_hash; None: none
 
     def resolve(self, settings: DecodeSettings, rate: float) -> DecodeSettings:
         """``settings`` with a default realism (None) replaced by the decoder's schedule at ``rate``
@@ -194,6 +197,7 @@ class Engine:
         self._decoder_facts = {kind: TrainedFacts.from_dict(read_metadata(path)[2])
                                for kind, path in self._decoder_paths.items()}
         self._decoders: dict[str, ScoreDecoder] = {}
+        self._post_filter_path = self.weights_dir / "postfilter.safetensors"
         self._decode_defaults, self._realism = read_decode_defaults(self.weights_dir / "decode_defaults.json",
                                                                     self.decoder_kinds)
         # bf16 + channels_last is ~2.7× faster than fp32 on GPUs and on CPUs with bf16 kernels
@@ -232,7 +236,8 @@ class Engine:
                          card=card_path.read_text() if card_path.exists() else "",
                          decoder_hashes=dict(self._decoder_hashes),
                          flow_sigma=self._decoder_facts["flow"].flow_sigma if "flow" in self._decoder_facts else None,
-                         realism=dict(self._realism))
+                         realism=dict(self._realism),
+                         post_filter_hash=self._post_filter_hash)
 
     def settings_for(self, decoder: str, rate: float, **overrides: object) -> DecodeSettings:
         """``decoder``'s default settings with ``overrides`` applied and a default realism resolved
@@ -245,6 +250,17 @@ class Engine:
     def _decoder_hashes(self) -> dict[str, str]:
         """Hashed on first use: compress and decompress never need them."""
         return {kind: file_hash(path) for kind, path in self._decoder_paths.items()}
+
+    @functools.cached_property
+    def post_filter(self) -> PostFilter | None:
+        """The autoencoder's post-filter, loaded on first use (compress never needs it); None when
+        the weights folder has none."""
+        path = self._post_filter_path
+        return PostFilter.load(path, self.device) if path.exists() else None
+
+    @functools.cached_property
+    def _post_filter_hash(self) -> str | None:
+        return file_hash(self._post_filter_path) if self._post_filter_path.exists() else None
 
     # ----- encode ----------------------------------------------------------------------
     def encode(self, rgb: np.ndarray, *, rate: float | None = None, bpp: float | None = None,
@@ -375,12 +391,23 @@ class Engine:
         bitstream.check_model(header, self.model_id, self.weights_hash)
         return header
 
-    def decode_ae(self, data: bytes) -> np.ndarray:
-        """Autoencoder-only decode of a .hfd file → uint8 H×W×3."""
-        return self._decode_ae(data)[1]
+    def decode_ae(self, data: bytes, *, post_filter: bool = True) -> np.ndarray:
+        """Autoencoder-only decode of a .hfd file → uint8 H×W×3: g_s's output, then the post-filter
+        (an estimate of E[x | x_ae]: higher PSNR, less fine detail) when the weights ship one.
+        ``post_filter=False``: g_s's output alone, which is what ``refine`` takes (the score-based
+        decoders were trained on it)."""
+        header, x_ae = self._decode_ae(data)
+        return self._post_filtered(x_ae, header.rate) if post_filter else x_ae
+
+    def _post_filtered(self, x_ae: np.ndarray, rate: float) -> np.ndarray:
+        if self.post_filter is None:
+            return x_ae
+        h, w = x_ae.shape[:2]
+        with self._oom_guard(h, w):
+            return to_uint8(self.post_filter.apply(to_tensor(x_ae).to(self.device), rate))
 
     def _decode_ae(self, data: bytes) -> tuple["bitstream.HfdHeader", np.ndarray]:
-        """The file's checked header and its autoencoder-only decode, from one parse."""
+        """The file's checked header and g_s's decode of it, from one parse."""
         header, segments = bitstream.unpack(data)
         bitstream.check_model(header, self.model_id, self.weights_hash)
         h, w = header.height, header.width
@@ -396,12 +423,16 @@ class Engine:
 
     def refine(self, x_ae: np.ndarray, settings: DecodeSettings, *, rate: float | None = None,
                on_step: StepCallback | None = None, cancel: CancelToken | None = None) -> np.ndarray:
-        """Run the score-based decoder on an autoencoder decode (no bits involved). ``rate``:
-        the rate its file was coded at (``Encoded.rate``, the header's), which rate-conditioned
-        decoders and the default realism (``settings.realism`` None) need (a SettingsError says
-        so when it is missing)."""
+        """Run the score-based decoder on g_s's decode (``decode_ae(data, post_filter=False)``; no
+        bits involved); decoder "ae" returns it post-filtered, as ``decode_ae`` does. ``rate``: the
+        rate its file was coded at (``Encoded.rate``, the header's), which rate-conditioned
+        decoders, the post-filter and the default realism (``settings.realism`` None) need (a
+        SettingsError says so when it is missing)."""
         if settings.decoder == "ae":
-            return x_ae
+            if self.post_filter is not None and rate is None:
+                raise SettingsError("the autoencoder's post-filter depends on the rate the file was coded at: "
+                                    "pass the rate")
+            return self._post_filtered(x_ae, rate)
         if settings.realism is None:
             if rate is None:
                 raise SettingsError("the default realism depends on the rate the file was coded at: "

@@ -126,7 +126,8 @@ def decompress_command(args: argparse.Namespace) -> None:
         raise SettingsError(f"--{unused[0]} has no effect with --decoder {args.decoder}")
     engine = open_engine(args)
     if args.decoder == "ae":
-        rgb, how = engine.decode_ae(data), "autoencoder only"
+        post_filtered = ", post-filtered" if engine.post_filter is not None else ""
+        rgb, how = engine.decode_ae(data), f"autoencoder only{post_filtered}"
     else:
         # the default realism follows the file's rate: resolved here so the summary names it
         settings = engine.settings_for(args.decoder, header.rate, **overrides)

@@ -179,7 +179,8 @@ def summarize(evaluation: "Evaluation", sweep_rows: Optional[list[dict[str, str]
                                     [m.name for m in evaluation.classical])
                  if any(m.name == "ae" for m in evaluation.learned) else {})
     summary = {
-        "model": {"model_id": info.model_id, "weights_hash": info.weights_hash, "decoders": list(info.decoders)},
+        "model": {"model_id": info.model_id, "weights_hash": info.weights_hash, "decoders": list(info.decoders),
+                  "post_filter_hash": info.post_filter_hash},
         "images": evaluation.names,
         "bpps": list(config.bpps),
         "patches": {"size": config.patch, "stride": config.patch_stride},

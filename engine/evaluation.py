@@ -47,7 +47,7 @@ class EngineLike(Protocol):
     @property
     def info(self) -> ModelInfo: ...
     def encode(self, rgb: np.ndarray, *, bpp: float, optimise_steps: int = 0) -> Encoded: ...
-    def decode_ae(self, data: bytes) -> np.ndarray: ...
+    def decode_ae(self, data: bytes, *, post_filter: bool = True) -> np.ndarray: ...
     def refine(self, x_ae: np.ndarray, settings: DecodeSettings, *, rate: Optional[float] = None) -> np.ndarray: ...
 
 
@@ -131,6 +131,8 @@ def check_weights_record(out: Path, info: ModelInfo, has_rows: bool, optimise_st
               "decode_defaults": {kind: {key: value for key, value in info.settings_record(settings).items()
                                          if key not in ("decoder", "steps")}
                                   for kind, settings in sorted(info.defaults.items()) if kind != "ae"}}
+    if info.post_filter_hash is not None:
+        record["post_filter_hash"] = info.post_filter_hash
     if optimise_steps:
         record["optimise_steps"] = optimise_steps
     path = out / "weights.json"
@@ -319,7 +321,7 @@ class Evaluation:
             encoded = self.engine.encode(rgb[:64, :64], bpp=max(self.config.bpps))
         except SettingsError:
             return
-        x_ae = self.engine.decode_ae(encoded.data)
+        x_ae = self.engine.decode_ae(encoded.data, post_filter=False)
         for method in self.learned:
             self.engine.refine(x_ae, method.settings, rate=encoded.rate)
 
@@ -351,12 +353,12 @@ class Evaluation:
                 self.rows.append({**base, "method": method.name, "note": note})
         elif learned_todo:
             start = time.perf_counter()
-            x_ae = self.engine.decode_ae(encoded.data)
+            x_ae = self.engine.decode_ae(encoded.data, post_filter=False)
             ae_s = time.perf_counter() - start
             for method in learned_todo:
                 start = time.perf_counter()
                 decoded = self.engine.refine(x_ae, method.settings, rate=encoded.rate)
-                decode_s = ae_s + (time.perf_counter() - start if method.settings.decoder != "ae" else 0.0)
+                decode_s = ae_s + time.perf_counter() - start  # for "ae": the post-filter, if any
                 self._finish(index, method, bpp, base, rgb, decoded, window, nbytes=encoded.nbytes,
                              encode_s=encode_s, decode_s=decode_s)
 
@@ -429,7 +431,7 @@ class Evaluation:
         except SettingsError as exc:
             self.log(f"sweep: {name} skipped: {exc}")
             return
-        x_ae = self.engine.decode_ae(encoded.data)
+        x_ae = self.engine.decode_ae(encoded.data, post_filter=False)
         for method, value in todo:
             value = float(value)
             setting = int(value) if parameter == "steps" else value

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from .autoencoder import AutoencoderConfig, HyperpriorAutoencoder
+from .post_filter import PostFilter
 from .score_decoder import ScoreDecoder
 from .unet import ConditionalUNet, UNetConfig
 from .weights import save_weights
@@ -14,9 +15,11 @@ TINY_AUTOENCODER = AutoencoderConfig(n=16, m=24, levels=3)
 TINY_UNET = UNetConfig(base=8, mults=(1, 2), blocks=1, attention=False, groups=4, level_dim=16)
 
 
-def write_tiny_weights(folder: str | Path, seed: int = 0, decoders: bool = True, context: bool = False) -> Path:
+def write_tiny_weights(folder: str | Path, seed: int = 0, decoders: bool = True, context: bool = False,
+                       post_filter: bool = False) -> Path:
     """Write a tiny autoencoder (and, if asked, tiny diffusion and flow decoders) to ``folder``;
-    ``context`` gives it a checkerboard context model whose refinement is not the identity."""
+    ``context`` gives it a checkerboard context model whose refinement is not the identity, and
+    ``post_filter`` a post-filter that is not the identity either."""
     folder = Path(folder)
     torch.manual_seed(seed)
     ae = HyperpriorAutoencoder(TINY_AUTOENCODER)
@@ -37,4 +40,9 @@ def write_tiny_weights(folder: str | Path, seed: int = 0, decoders: bool = True,
         for kind in ("diffusion", "flow"):
             ScoreDecoder(ConditionalUNet(TINY_UNET).with_rate_conditioning(), kind).save(
                 folder / f"{kind}.safetensors")
+    if post_filter:
+        tiny = PostFilter.new(TINY_UNET)
+        with torch.no_grad():
+            torch.nn.init.normal_(tiny.net.head.weight, std=0.02)
+        tiny.save(folder / "postfilter.safetensors")
     return folder

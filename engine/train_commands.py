@@ -1,4 +1,4 @@
-"""`hfd train autoencoder|diffusion|flow`: the three training stages from the command line.
+"""`hfd train autoencoder|diffusion|flow|postfilter`: the training stages from the command line.
 
 Each run resumes from ``--out`` if a checkpoint is there and exports EMA weights
 (``<out>/<stage>.safetensors``, bf16) at every checkpoint; copy them to assets/weights to ship."""
@@ -13,7 +13,7 @@ from .errors import HfdError, SettingsError
 if TYPE_CHECKING:
     from .flow import StartNoise
 
-STAGES = ("autoencoder", "diffusion", "flow")
+STAGES = ("autoencoder", "diffusion", "flow", "postfilter")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--autoencoder", type=Path, default=None,
                    help="frozen autoencoder weights for the decoder stages (default: the shipped ones)")
     p.add_argument("--init", type=Path, default=None,
-                   help="weights to start from when --out has no checkpoint (e.g. assets/weights/flow.safetensors)")
+                   help="weights to start from when --out has no checkpoint (e.g. assets/weights/flow.safetensors; "
+                        "the post-filter starts from a post-filter or a rate-conditioned flow decoder)")
     p.add_argument("--base", type=int, default=None, help="decoder UNet base width (default: UNetConfig's)")
     p.add_argument("--condition-on-rate", action="store_true",
                    help="decoders: tell the network the rate each x_ae was coded at (a network from --init "
@@ -107,8 +108,10 @@ def run(args: argparse.Namespace) -> int:
     if args.synthesis_only and (args.stage != "autoencoder" or args.init is None or args.lambda_range
                                 or any(args.extend)):
         raise HfdError("--synthesis-only needs the autoencoder stage and --init, and no --extend or --lambda-range")
-    if args.condition_on_rate and args.stage == "autoencoder":
-        raise HfdError("--condition-on-rate is for the diffusion and flow stages")
+    if args.condition_on_rate and args.stage not in ("diffusion", "flow"):
+        raise HfdError("--condition-on-rate is for the diffusion and flow stages (the post-filter always has it)")
+    if args.base and args.stage not in ("diffusion", "flow"):
+        raise HfdError("--base is for the diffusion and flow stages")
     if args.flow_sigma is not None and args.stage != "flow":
         raise HfdError("--flow-sigma is for the flow stage")
     if args.add_context and (args.stage != "autoencoder" or args.init is None or args.lambda_range
@@ -132,6 +135,11 @@ def run(args: argparse.Namespace) -> int:
         path = train_autoencoder(train, val, config, init=args.init, lambda_range=args.lambda_range,
                                  extend=args.extend, synthesis_only=args.synthesis_only,
                                  add_context=args.add_context)
+    elif args.stage == "postfilter":
+        from .train_decoder import train_post_filter
+
+        path = train_post_filter(args.autoencoder or default_weights_dir() / "autoencoder.safetensors",
+                                 train, val, config, init=args.init)
     else:
         from .train_decoder import train_decoder
         from .unet import UNetConfig

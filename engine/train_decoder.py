@@ -1,9 +1,10 @@
-"""Stages 2 and 3: train the diffusion or rectified-flow decoder on (x_ae, x) pairs made on
-the fly by the frozen autoencoder at rates r ~ U(0, 1), so one decoder serves every bitrate.
-A rate-conditioned network is also told each pair's r."""
+"""Stages 2 and 3: train the diffusion or rectified-flow decoder, or the autoencoder's
+post-filter, on (x_ae, x) pairs made on the fly by the frozen autoencoder at rates r ~ U(0, 1),
+so one network serves every bitrate. A rate-conditioned network is also told each pair's r."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import replace
 from functools import partial
@@ -17,6 +18,7 @@ from .autoencoder import AutoencoderConfig, HyperpriorAutoencoder
 from .dataset import PhotoSet
 from .diffusion import diffusion_loss
 from .flow import StartNoise, flow_loss
+from .post_filter import PostFilter, post_filter_loss
 from .score_decoder import DecoderKind, ScoreDecoder, TrainedFacts
 from .training import TrainConfig, Trainer
 from .unet import ConditionalUNet, UNetConfig
@@ -55,10 +57,17 @@ def decoder_loss(kind: DecoderKind, ae: HyperpriorAutoencoder, facts: TrainedFac
     return loss_fn
 
 
-def _check_resumed_facts(out_dir: Path, facts: TrainedFacts, prior_steps: int) -> None:
+def _validation_batches(val: PhotoSet, config: TrainConfig) -> list[Tensor]:
+    """The same few validation crops at every checkpoint (none without validation photos)."""
+    if not val.images:
+        return []
+    crops = val.crops(config.crop, config.batch, seed=12345)
+    return [next(crops) for _ in range(VALIDATION_BATCHES)]
+
+
+def _check_resumed_facts(out_dir: Path, record: dict) -> None:
     """Record what a run trains with in its folder, and refuse to resume it with anything else:
     the loss and the exported facts would silently disagree with the steps already taken."""
-    record = {**facts.to_dict(), "train_steps": prior_steps}
     path = out_dir / "decoder_facts.json"
     if path.exists():
         started = json.loads(path.read_text())
@@ -101,10 +110,9 @@ def train_decoder(kind: DecoderKind, autoencoder_path: str | Path, data: PhotoSe
         raise SettingsError("a start noise that varies with the rate needs a rate-conditioned network "
                             "(--condition-on-rate): it cannot tell the noise levels apart otherwise")
     export_path = Path(config.out_dir) / f"{kind}.safetensors"
-    _check_resumed_facts(Path(config.out_dir), facts, prior_steps)
+    _check_resumed_facts(Path(config.out_dir), {**facts.to_dict(), "train_steps": prior_steps})
     ae = load_frozen_autoencoder(autoencoder_path)
-    val_crops = val.crops(config.crop, config.batch, seed=12345) if val.images else None
-    val_batches = [next(val_crops) for _ in range(VALIDATION_BATCHES)] if val_crops else []
+    val_batches = _validation_batches(val, config)
 
     def on_checkpoint(ema: nn.Module, step: int) -> dict[str, float]:
         device = next(ema.parameters()).device
@@ -120,6 +128,46 @@ def train_decoder(kind: DecoderKind, autoencoder_path: str | Path, data: PhotoSe
 
     trainer = Trainer(net, decoder_loss(kind, ae, facts),
                       data.crops(config.crop, config.batch, config.seed), config, on_checkpoint)
+    ae.to(trainer.device)
+    trainer.run()
+    return export_path
+
+
+def train_post_filter(autoencoder_path: str | Path, data: PhotoSet, val: PhotoSet, config: TrainConfig,
+                      init: Path | None = None) -> Path:
+    """Train the post-filter (resuming from config.out_dir), starting from ``init`` (a post-filter
+    or a rate-conditioned flow decoder; None: the identity); export EMA weights at every
+    checkpoint with the validation PSNR gain over x_ae (``val_gain_db``, fixed crops and rates)."""
+    start = PostFilter.start_from(init)
+    net, prior_steps = start.net.float().train(), start.facts.train_steps
+    export_path = Path(config.out_dir) / "postfilter.safetensors"
+    _check_resumed_facts(Path(config.out_dir), {**start.facts.to_dict(), "train_steps": prior_steps})
+    ae = load_frozen_autoencoder(autoencoder_path)
+
+    def loss_fn(model: nn.Module, x: Tensor) -> tuple[Tensor, dict]:
+        x_ae, rate = make_pairs(ae, x)
+        return post_filter_loss(model, x, x_ae, rate), {}
+
+    val_batches = _validation_batches(val, config)
+
+    def on_checkpoint(ema: nn.Module, step: int) -> dict[str, float]:
+        facts = replace(start.facts, train_steps=prior_steps + step, crop=config.crop)
+        PostFilter(ema, facts).save(export_path)
+        if not val_batches:
+            return {}
+        device = next(ema.parameters()).device
+        gen = torch.Generator().manual_seed(0)  # the same rates every time: comparable across steps
+        filtered_mse, ae_mse = 0.0, 0.0
+        with torch.no_grad():
+            for x in val_batches:
+                x = x.to(device)
+                x_ae, rate = make_pairs(ae.to(device), x, gen)
+                filtered_mse += float(post_filter_loss(ema, x, x_ae, rate))
+                ae_mse += float(torch.mean((2 * x_ae - 2 * x) ** 2))
+        return {"val_loss": filtered_mse / len(val_batches),
+                "val_gain_db": 10 * math.log10(ae_mse / filtered_mse)}
+
+    trainer = Trainer(net, loss_fn, data.crops(config.crop, config.batch, config.seed), config, on_checkpoint)
     ae.to(trainer.device)
     trainer.run()
     return export_path

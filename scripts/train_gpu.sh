@@ -2,15 +2,18 @@
 # One time-budgeted training pass on a GPU: continue the shipped autoencoder (one run per
 # learning rate in AE_LRS, side by side, keeping the best by BD-rate against the starting
 # weights, or those weights if no run beat them), then fine-tune the diffusion and flow
-# decoders on its outputs, side by side on the same GPU (each is too small to fill it alone),
-# told the rate of each output (--condition-on-rate). Rerunning with the same RUNS folder
-# resumes every stage.
+# decoders on its outputs, told the rate of each output (--condition-on-rate), and the
+# autoencoder's post-filter, all three side by side on the same GPU (each is too small to fill
+# it alone). Rerunning with the same RUNS folder resumes every stage.
 #
 #   scripts/train_gpu.sh [DATA [RUNS [AE_SECONDS [DECODER_SECONDS]]]]
 #
 # DATA: a folder from `hfd data pack` (already downscaled ≥ 2×, so --downscale 1 here).
-# DECODER_SECONDS 0 skips the decoders: the whole lease goes to the autoencoder (the decoders'
-# last two GPU fine-tunes on a newer autoencoder's outputs were measured and not kept).
+# DECODER_SECONDS 0 skips the decoders and the post-filter: the whole lease goes to the
+# autoencoder (the decoders' last two GPU fine-tunes on a newer autoencoder's outputs were
+# measured and not kept). The post-filter learns one autoencoder's errors: a new autoencoder
+# needs it fine-tuned too (`hfd train postfilter --init assets/weights/postfilter.safetensors
+# --autoencoder NEW`), which a CPU does in an hour.
 # Env: BATCH, CROP (default 32 × 256²), AE_LRS (default "2e-4"), AE_FLAGS (extra autoencoder
 # flags; default none, so the starting weights continue with their own λ range, gain levels
 # and context model; e.g. "--add-context" for weights without one), WEIGHTS (starting
@@ -56,10 +59,18 @@ if [ "$DECODER_SECONDS" -le 0 ]; then
 fi
 echo "the decoders train on $AE"
 
-for kind in diffusion flow; do
+for kind in diffusion flow postfilter; do
+    if [ "$kind" = postfilter ]; then
+        rate_flag=()  # always rate-conditioned; it starts from the shipped one, or else the flow
+        init=$WEIGHTS/postfilter.safetensors
+        [ -f "$init" ] || init=$WEIGHTS/flow.safetensors
+    else
+        rate_flag=(--condition-on-rate)
+        init=$WEIGHTS/$kind.safetensors
+    fi
     timeout $((DECODER_SECONDS + GRACE)) python3 -m engine.cli train "$kind" "${common[@]}" \
-        --out "$RUNS/$kind" --init "$WEIGHTS/$kind.safetensors" --autoencoder "$AE" \
-        --time-limit "$DECODER_SECONDS" --checkpoint-every 1000 --condition-on-rate \
+        --out "$RUNS/$kind" --init "$init" --autoencoder "$AE" \
+        --time-limit "$DECODER_SECONDS" --checkpoint-every 1000 "${rate_flag[@]}" \
         >"$RUNS/$kind.out" 2>&1 &
 done
 wait

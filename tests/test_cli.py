@@ -289,9 +289,15 @@ def test_synthesis_only_needs_the_autoencoder_stage_and_init_weights(args, capsy
     assert "--synthesis-only needs the autoencoder stage and --init" in capsys.readouterr().err
 
 
-def test_condition_on_rate_is_for_the_decoder_stages(capsys):
-    assert main(["train", "autoencoder", "--data", "/nonexistent", "--condition-on-rate"]) != 0
+@pytest.mark.parametrize("stage", ["autoencoder", "postfilter"])
+def test_condition_on_rate_is_for_the_decoder_stages(stage, capsys):
+    assert main(["train", stage, "--data", "/nonexistent", "--condition-on-rate"]) != 0
     assert "--condition-on-rate is for the diffusion and flow stages" in capsys.readouterr().err
+
+
+def test_the_post_filter_stage_takes_its_architecture_from_its_start(capsys):
+    assert main(["train", "postfilter", "--data", "/nonexistent", "--base", "16"]) != 0
+    assert "--base is for the diffusion and flow stages" in capsys.readouterr().err
 
 
 def test_flow_sigma_is_for_the_flow_stage(capsys):
@@ -312,3 +318,14 @@ def test_flow_sigma_must_be_one_or_two_sigmas_in_range(value, message, capsys):
 def test_add_context_needs_the_autoencoder_stage_and_init_weights(args, capsys):
     assert main(["train", *args, "--data", "/nonexistent", "--add-context"]) != 0
     assert "--add-context needs the autoencoder stage and --init" in capsys.readouterr().err
+
+
+def test_decompress_with_a_post_filter_says_so_and_writes_the_filtered_decode(capsys, tmp_path, photo):
+    weights = write_tiny_weights(tmp_path / "w", post_filter=True)
+    out, png = tmp_path / "p.hfd", tmp_path / "p.png"
+    assert hfd(capsys, "compress", photo, out, "--rate", "0.5", weights=weights)[0] == 0
+    code, printed, _ = hfd(capsys, "decompress", out, png, "--decoder", "ae", weights=weights)
+    assert code == 0 and "(autoencoder only, post-filtered)" in printed
+    engine = api.Engine(weights, device="cpu")
+    np.testing.assert_array_equal(np.asarray(Image.open(png)), engine.decode_ae(out.read_bytes()))
+    assert not np.array_equal(np.asarray(Image.open(png)), engine.decode_ae(out.read_bytes(), post_filter=False))

@@ -56,7 +56,7 @@ class FakeEngine:
         self._images[data] = blur.round().astype(np.uint8)
         return Encoded(data, w, h, rate=bpp)
 
-    def decode_ae(self, data):
+    def decode_ae(self, data, *, post_filter=True):  # no post-filter: the same image either way
         return self._images[data].copy()
 
     def refine(self, x_ae, settings, *, rate):  # rate required: the evaluation must pass the file's
@@ -244,13 +244,15 @@ def test_report_shows_differences_with_intervals_and_marks_the_clear_ones(tmp_pa
     summary = {"model": {"model_id": "m", "weights_hash": "0" * 16, "decoders": ["ae", "flow"]}, "images": ["a"],
                "bpps": [0.4], "patches": {"size": 256, "stride": None}, "points": [], "versus_ae": [entry]}
     report = eval_report.write_report(summary, tmp_path, plots=False).read_text()
-    assert "## Refined decodes against the autoencoder-only decode" in report
+    assert "## Refined decodes against the autoencoder-only decode" in report and "post-filter" not in report
     row = next(line for line in report.splitlines() if line.startswith("| flow:4 |"))
     assert row == ("| flow:4 | 0.4 | 12 | _-1.09 [-1.30, -0.90]_ | -0.0006 [-0.0107, +0.0099] | "
                    "+11.2 [-4.1, +26.4] | -0.0030 |")
     entry["st_lpips"] = {"diff": -0.02, "low": -0.04, "high": -0.002}
+    summary["model"]["post_filter_hash"] = "ab" * 8
     report = eval_report.write_report(summary, tmp_path, plots=False).read_text()
     assert "| **-0.0200 [-0.0400, -0.0020]** |" in report
+    assert "(`ae`) is post-filtered (post-filter abababababab); the decoders refine the unfiltered one." in report
 
 
 def test_cli_eval_with_tiny_weights(images, tmp_path, capsys):

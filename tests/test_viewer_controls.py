@@ -122,6 +122,9 @@ def test_about_lists_the_model_facts():
     falling = dataclasses.replace(INFO, flow_sigma=StartNoise(0.25, 0.04))
     assert "σ = 0.25 at rate 0 to 0.04 at rate 1 (log-linear)</td>" in model_facts_html(falling, "cpu")
     assert "Default realism, diffusion</td><td>1 up to rate 0.5, 0.5 from rate 0.7 (linear between)</td>" in html
+    assert "Post-filter" not in html
+    filtered = dataclasses.replace(INFO, post_filter_hash="00aa11bb22cc33dd")
+    assert "<td>Post-filter</td><td>yes (<code>00aa11bb22cc33dd</code>)" in model_facts_html(filtered, "cpu")
     assert "No model loaded" in model_facts_html(None, "")
 
 

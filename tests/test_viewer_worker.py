@@ -144,3 +144,24 @@ def test_the_caches_stay_within_their_byte_budget():
     assert cache.get_or_make("d", lambda: "new") == "d" * 40  # kept, not remade
     assert cache.get_or_make("a", lambda: "remade") == "remade"  # the oldest went first
     assert made == ["a", "b", "c", "d"]
+
+
+def test_the_autoencoder_pane_shows_the_post_filtered_decode_and_the_decoder_refines_g_s_output(qtbot, tmp_path):
+    from engine.api import Engine
+    from engine.testing import write_tiny_weights
+
+    engine = Engine(write_tiny_weights(tmp_path, post_filter=True), device="cpu")
+    host = WorkerHost(lambda device: engine)
+    host.worker.request_engine("cpu")
+    try:
+        rec = Recorder(host.worker)
+        host.worker.request_decode(request(1, steps=2))
+        qtbot.waitUntil(lambda: rec.has("decode_finished", 1), timeout=IDLE_TIMEOUT_MS)
+    finally:
+        host.shutdown()
+    encoded = rec.of("encoded", 1)[0][2]
+    panes = {e[2]: e[3] for e in rec.of("pane_ready", 1)}
+    raw = engine.decode_ae(encoded.data, post_filter=False)
+    assert (panes["ae"] == engine.decode_ae(encoded.data)).all() and not (panes["ae"] == raw).all()
+    expected = engine.refine(raw, DecodeSettings("flow", steps=2), rate=encoded.rate)
+    assert (panes["refined"] == expected).all()

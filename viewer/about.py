@@ -23,6 +23,9 @@ def model_facts_html(info: Optional[ModelInfo], device: str) -> str:
             f"<tr><td>Schedule shift range</td><td>{info.shift_range[0]:+.2f} to {info.shift_range[1]:+.2f}</td></tr>"
             + (f"<tr><td>Flow start noise</td><td>σ = {info.flow_sigma.describe()}</td></tr>"
                if info.flow_sigma is not None else "")
+            + (f"<tr><td>Post-filter</td><td>yes (<code>{info.post_filter_hash}</code>): the autoencoder "
+               "image is its estimate of the original; the decoders start from the unfiltered one</td></tr>"
+               if info.post_filter_hash is not None else "")
             + "".join(f"<tr><td>Default realism, {kind}</td><td>{schedule.describe()}</td></tr>"
                       for kind, schedule in info.realism.items())
             + f"<tr><td>Running on</td><td>{device}</td></tr></table>")

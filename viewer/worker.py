@@ -20,7 +20,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from engine import baselines, images, metrics
-from engine.api import Encoded
+from engine.api import DecodeSettings, Encoded
 from engine.errors import Cancelled, HfdError, SettingsError
 from engine.progress import CancelToken, StepInfo
 
@@ -88,7 +88,7 @@ class EngineWorker(QObject):
         self._rate: Optional[tuple[RateRequest, list[float]]] = None
         self._running_token: Optional[CancelToken] = None
         self._encodings = _LRU(CACHE_BYTES // 16, lambda enc: enc.nbytes)
-        self._ae_images = _LRU(CACHE_BYTES, lambda rgb: rgb.nbytes)
+        self._ae_images = _LRU(CACHE_BYTES, lambda pair: pair[0].nbytes + pair[1].nbytes)
         self._classical = _LRU(CACHE_BYTES, lambda result: result.rgb.nbytes + result.nbytes)
         self._full_stats = _LRU(CACHE_BYTES // 1024, lambda stats: 256)
         self._perceptual_error: Optional[str] = None
@@ -204,9 +204,9 @@ class EngineWorker(QObject):
 
             encoded = self._encode(request.image_key, original, request.bpp, request.optimise_steps, optimise_step)
             self.encoded.emit(rid, encoded)
-            x_ae = self._decode_ae(encoded)
-            self.pane_ready.emit(rid, "ae", x_ae)
-            self.stats_ready.emit(rid, "ae", self._quick_stats(original, x_ae, encoded.nbytes))
+            x_ae, shown_ae = self._decode_ae(encoded)
+            self.pane_ready.emit(rid, "ae", shown_ae)
+            self.stats_ready.emit(rid, "ae", self._quick_stats(original, shown_ae, encoded.nbytes))
             token.check()
             classical = self._match(request.image_key, original, request.codec, encoded.nbytes)
             classical_note = f"q={classical.quality}" + (", its smallest file" if classical.over_target else "")
@@ -214,7 +214,7 @@ class EngineWorker(QObject):
             self.stats_ready.emit(rid, "classical", self._quick_stats(
                 original, classical.rgb, classical.nbytes, classical_note))
             token.check()
-            panes = [("ae", x_ae, encoded.nbytes, "", ("ae", request.image_key, encoded.data)),
+            panes = [("ae", shown_ae, encoded.nbytes, "", ("ae", request.image_key, encoded.data)),
                      ("classical", classical.rgb, classical.nbytes, classical_note,
                       ("classical", request.image_key, request.codec, encoded.nbytes))]
             problem = None
@@ -256,10 +256,10 @@ class EngineWorker(QObject):
             if self._engine is None:
                 return
             encoded = self._encode(request.image_key, request.rgb, bpp)
-            x_ae = self._decode_ae(encoded)
+            shown_ae = self._decode_ae(encoded)[1]
             classical = self._match(request.image_key, request.rgb, request.codec, encoded.nbytes)
             self.rate_point.emit(rid, RatePoint(
-                target_bpp=bpp, ae_bpp=encoded.bpp, ae_psnr=metrics.psnr(x_ae, request.rgb),
+                target_bpp=bpp, ae_bpp=encoded.bpp, ae_psnr=metrics.psnr(shown_ae, request.rgb),
                 classical_bpp=classical.bpp, classical_psnr=metrics.psnr(classical.rgb, request.rgb)))
         except HfdError as exc:
             log.warning("rate point at %.3f bpp failed: %s", bpp, exc)
@@ -282,8 +282,14 @@ class EngineWorker(QObject):
 
         return self._encodings.get_or_make((image_key, bpp, optimise_steps), make)
 
-    def _decode_ae(self, encoded: Encoded) -> np.ndarray:
-        return self._ae_images.get_or_make(encoded.data, lambda: self._engine.decode_ae(encoded.data))
+    def _decode_ae(self, encoded: Encoded) -> tuple[np.ndarray, np.ndarray]:
+        """(g_s's decode, which the decoders refine; the autoencoder's decode as shown: post-filtered
+        when the weights have a post-filter)."""
+        def make() -> tuple[np.ndarray, np.ndarray]:
+            x_ae = self._engine.decode_ae(encoded.data, post_filter=False)
+            return x_ae, self._engine.refine(x_ae, DecodeSettings(decoder="ae"), rate=encoded.rate)
+
+        return self._ae_images.get_or_make(encoded.data, make)
 
     def _match(self, image_key: int, rgb: np.ndarray, codec: str, nbytes: int):
         return self._classical.get_or_make(
