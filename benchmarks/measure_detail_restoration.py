@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.api import Engine
+from engine.api import DecodeSettings, Engine
 from engine.images import load_image
 from engine.metrics import psnr, top_octave_log_power_gap
 
@@ -30,8 +30,9 @@ def main() -> None:
         original = load_image(path).rgb
         for rate in (float(r) for r in args.rates.split(",")):
             enc = engine.encode(original, rate=rate)
-            x_ae = engine.decode_ae(enc.data)  # as shipped: post-filtered when there is a post-filter
             unfiltered = engine.decode_ae(enc.data, post_filter=False)  # what the decoders refine
+            # as shipped: post-filtered when there is a post-filter (without decoding the file again)
+            x_ae = engine.refine(unfiltered, DecodeSettings("ae"), rate=enc.rate)
             refined = [engine.refine(unfiltered, defaults[d], rate=enc.rate) for d in decoders]
             gaps = [top_octave_log_power_gap(original, x) for x in (x_ae, *refined)]
             psnrs = [psnr(original, x) for x in (x_ae, *refined)]
