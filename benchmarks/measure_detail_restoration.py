@@ -33,7 +33,7 @@ def main() -> None:
             unfiltered = engine.decode_ae(enc.data, post_filter=False)  # what the decoders refine
             # as shipped: post-filtered when there is a post-filter (without decoding the file again)
             x_ae = engine.refine(unfiltered, DecodeSettings("ae"), rate=enc.rate)
-            refined = [engine.refine(unfiltered, defaults[d], rate=enc.rate) for d in decoders]
+            refined = [engine.refine(unfiltered, defaults[d], rate=enc.rate, post_filtered=x_ae) for d in decoders]
             gaps = [top_octave_log_power_gap(original, x) for x in (x_ae, *refined)]
             psnrs = [psnr(original, x) for x in (x_ae, *refined)]
             print(f"| {path.stem} | {rate:g} | {enc.bpp:.3f} | " + " | ".join(f"{g:.3f}" for g in gaps)

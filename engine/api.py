@@ -422,12 +422,17 @@ class Engine:
         return header, to_uint8(x_hat[..., :h, :w])
 
     def refine(self, x_ae: np.ndarray, settings: DecodeSettings, *, rate: float | None = None,
-               on_step: StepCallback | None = None, cancel: CancelToken | None = None) -> np.ndarray:
+               on_step: StepCallback | None = None, cancel: CancelToken | None = None,
+               post_filtered: np.ndarray | None = None) -> np.ndarray:
         """Run the score-based decoder on g_s's decode (``decode_ae(data, post_filter=False)``; no
         bits involved); decoder "ae" returns it post-filtered, as ``decode_ae`` does. ``rate``: the
         rate its file was coded at (``Encoded.rate``, the header's), which rate-conditioned
         decoders, the post-filter and the default realism (``settings.realism`` None) need (a
-        SettingsError says so when it is missing)."""
+        SettingsError says so when it is missing).
+
+        A realism below 1 blends the decoder's sample toward the post-filtered decode (see
+        ScoreDecoder.refine); ``post_filtered``, when the caller already has it (``refine`` with
+        decoder "ae" on the same x_ae), saves computing it again."""
         if settings.decoder == "ae":
             if self.post_filter is not None and rate is None:
                 raise SettingsError("the autoencoder's post-filter depends on the rate the file was coded at: "
@@ -440,11 +445,21 @@ class Engine:
             settings = _resolve_realism(settings, self._realism, rate)
         decoder = self.decoder(settings.decoder)
         h, w = x_ae.shape[:2]
+        base = None
+        if settings.realism < 1.0 and self.post_filter is not None:
+            if rate is None:
+                raise SettingsError("a realism below 1 blends toward the post-filtered decode, which depends "
+                                    "on the rate the file was coded at: pass the rate")
+            if post_filtered is None:
+                post_filtered = self._post_filtered(x_ae, rate)
+            elif post_filtered.shape != x_ae.shape:
+                raise ImageError(f"post_filtered must have x_ae's shape {x_ae.shape}, got {post_filtered.shape}")
+            base = to_tensor(post_filtered).to(self.device)
         with self._oom_guard(h, w):
             out = decoder.refine(to_tensor(x_ae).to(self.device), steps=settings.steps, shift=settings.shift,
                                  noise=settings.noise, seed=settings.seed, realism=settings.realism,
                                  solver=settings.solver, on_step=on_step, cancel=cancel, device=self.device,
-                                 rate=rate)
+                                 rate=rate, base=base)
         return to_uint8(out)
 
     def decode(self, data: bytes, settings: DecodeSettings, on_step: StepCallback | None = None,

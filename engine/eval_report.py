@@ -178,7 +178,8 @@ def write_report(summary: dict, out: Path, plots: bool = True) -> Path:
         "",
         f"Model `{model['model_id']}` (weights {model['weights_hash'][:12]}), decoders: {', '.join(model['decoders'])}."
         + (f" The autoencoder's decode (`ae`) is post-filtered (post-filter {model['post_filter_hash'][:12]}); the "
-           "decoders refine the unfiltered one." if model.get("post_filter_hash") else ""),
+           "decoders refine the unfiltered one and blend toward the post-filtered one at realism below 1."
+           if model.get("post_filter_hash") else ""),
         f"{len(summary['images'])} images; target bitrates {', '.join(f'{b:g}' for b in summary['bpps'])} bpp. "
         "Learned methods share one .hfd file per image and bitrate; each classical codec is matched to that "
         "file's size (at or below it). Rates count every byte of the files.",

@@ -132,7 +132,10 @@ def check_weights_record(out: Path, info: ModelInfo, has_rows: bool, optimise_st
                                          if key not in ("decoder", "steps")}
                                   for kind, settings in sorted(info.defaults.items()) if kind != "ae"}}
     if info.post_filter_hash is not None:
+        # Rows from before the realism blend moved from g_s's output to the post-filtered decode
+        # carry the same hashes; this key keeps them apart.
         record["post_filter_hash"] = info.post_filter_hash
+        record["realism_base"] = "post_filtered"
     if optimise_steps:
         record["optimise_steps"] = optimise_steps
     path = out / "weights.json"

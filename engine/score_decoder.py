@@ -152,7 +152,7 @@ class ScoreDecoder:
                seed: int = 0, realism: float = 1.0, solver: Solver = "euler",
                on_step: Optional[StepCallback] = None, cancel: Optional[CancelToken] = None,
                tile_size: int = DEFAULT_TILE, device: torch.device | str | None = None,
-               rate: float | None = None) -> torch.Tensor:
+               rate: float | None = None, base: torch.Tensor | None = None) -> torch.Tensor:
         """Sample detail onto ``x_ae`` (1×3×H×W in [0, 1]); returns 1×3×H×W in [0, 1] on x_ae's device.
 
         ``rate``: the autoencoder rate x_ae was coded at (the .hfd header's), which a
@@ -161,7 +161,10 @@ class ScoreDecoder:
         diffusion: ``shift`` is the logSNR shift, ``noise`` the sampler noise γ (0 = DDIM,
         1 = DDPM). flow: ``noise`` is the fraction of the start noise redrawn before each step
         (0 = the ODE; see sample_flow), ``solver`` picks Euler or Heun, ``shift`` is unused.
-        The output (and every step's estimate) is realism·x + (1 − realism)·x_ae. The same seed
+        The output (and every step's estimate) is realism·x + (1 − realism)·base, ``base``
+        defaulting to x_ae; the engine passes the post-filtered x_ae, an estimate of E[x | x_ae]:
+        blending a posterior sample with the MMSE estimate is what trades distortion for realism
+        optimally (Freirich et al. 2021), whereas x_ae carries the quantiser's artefacts. The same seed
         gives the same noise on any device (drawn on the CPU), so outputs differ across devices
         only by arithmetic."""
         if x_ae.ndim != 4 or x_ae.shape[:2] != (1, 3):
@@ -174,6 +177,10 @@ class ScoreDecoder:
         device = torch.device(device) if device is not None else self.device
         self.net.to(device)  # outside inference mode, so the parameters stay trainable
         cond = x_ae.to(device, torch.float32)
+        if base is not None and base.shape != x_ae.shape:
+            raise ImageError(f"the realism blend's base must have x_ae's shape {tuple(x_ae.shape)}, "
+                             f"got {tuple(base.shape)}")
+        anchor = cond if base is None else base.to(device, torch.float32)
         fast = device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
         fn = tiled(network_call(self.net, device, fast, rate), tile=tile_size, overlap=tile_size // 8,
                    batch=TILE_BATCH.get(device.type, 1), multiple=self.net.config.size_multiple, cancel=cancel)
@@ -181,7 +188,7 @@ class ScoreDecoder:
         start = time.perf_counter()
 
         def blend(x: torch.Tensor) -> torch.Tensor:
-            return (realism * x + (1 - realism) * cond).clamp(0.0, 1.0)
+            return (realism * x + (1 - realism) * anchor).clamp(0.0, 1.0)
 
         def report(index: int, total: int, estimate: torch.Tensor) -> None:
             if on_step is not None:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from engine.api import DecodeSettings, Engine, to_tensor
-from engine.errors import SettingsError, WeightsError
+from engine.errors import ImageError, SettingsError, WeightsError
 from engine.evaluation import check_weights_record
 from engine.flow import sample_flow
 from engine.post_filter import PostFilter, post_filter_loss
@@ -94,11 +94,33 @@ def test_the_engine_post_filters_the_autoencoder_decode_but_refines_g_s_output(f
     np.testing.assert_array_equal(engine.decode(enc.data, flow), engine.refine(raw, flow, rate=enc.rate))
 
 
+def test_a_realism_below_1_blends_the_sample_toward_the_post_filtered_decode(filtered_engine):
+    engine = filtered_engine
+    rgb = (np.random.default_rng(2).random((40, 52, 3)) * 255).astype(np.uint8)
+    enc = engine.encode(rgb, rate=0.6)
+    raw, shown = engine.decode_ae(enc.data, post_filter=False), engine.decode_ae(enc.data)
+    full = engine.refine(raw, DecodeSettings("flow", steps=2, realism=1.0), rate=enc.rate)
+    half_settings = DecodeSettings("flow", steps=2, realism=0.5)
+    half = engine.refine(raw, half_settings, rate=enc.rate)
+    toward_shown = 0.5 * full.astype(np.float64) + 0.5 * shown
+    toward_raw = 0.5 * full.astype(np.float64) + 0.5 * raw
+    assert np.abs(half - toward_shown).max() <= 1.0  # uint8 rounding of `full` and `half`
+    assert np.abs(half - toward_raw).max() > 1.0
+    # the caller's post-filtered decode is used as given, so the viewer need not filter twice
+    np.testing.assert_array_equal(engine.refine(raw, half_settings, rate=enc.rate, post_filtered=shown), half)
+    with pytest.raises(ImageError, match="post_filtered must have x_ae's shape"):
+        engine.refine(raw, half_settings, rate=enc.rate, post_filtered=shown[:-1])
+    with pytest.raises(SettingsError, match="blends toward the post-filtered decode.*pass the rate"):
+        engine.refine(raw, half_settings)
+    np.testing.assert_array_equal(engine.decode(enc.data, half_settings), half)
+
+
 def test_the_post_filter_file_is_named_in_info_and_in_evaluation_records(filtered_engine, tmp_path):
     info = filtered_engine.info
     assert info.post_filter_hash is not None and len(info.post_filter_hash) == 16
     check_weights_record(tmp_path, info, has_rows=False)
-    assert json.loads((tmp_path / "weights.json").read_text())["post_filter_hash"] == info.post_filter_hash
+    record = json.loads((tmp_path / "weights.json").read_text())
+    assert record["post_filter_hash"] == info.post_filter_hash and record["realism_base"] == "post_filtered"
     plain = Engine(write_tiny_weights(tmp_path / "plain"), device="cpu")
     assert plain.post_filter is None and plain.info.post_filter_hash is None
 

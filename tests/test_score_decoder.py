@@ -47,6 +47,18 @@ def test_realism_blends_between_the_autoencoder_and_the_refined_image():
     assert torch.allclose(half, (0.5 * full + 0.5 * image).clamp(0, 1), atol=1e-6)
 
 
+def test_realism_blends_toward_a_given_base_in_the_output_and_every_step():
+    dec, image = decoder("flow"), x_ae()
+    base = torch.rand_like(image)
+    full = dec.refine(image, steps=2, seed=3, realism=1.0)
+    steps = []
+    half = dec.refine(image, steps=2, seed=3, realism=0.5, base=base, on_step=steps.append)
+    assert torch.allclose(half, (0.5 * full + 0.5 * base).clamp(0, 1), atol=1e-6)
+    np.testing.assert_array_equal(steps[-1].estimate, (half[0].permute(1, 2, 0) * 255).round().byte().numpy())
+    with pytest.raises(ImageError, match="base must have x_ae's shape"):
+        dec.refine(image, steps=2, realism=0.5, base=base[..., :-1])
+
+
 def test_progress_reports_each_step_as_a_uint8_image():
     dec, image = decoder("diffusion"), x_ae()
     infos = []

@@ -42,9 +42,9 @@ TIPS = {
     "seed": "The decoder's random seed. The same file and seed always give the same picture; "
             "a new seed invents different detail.",
     "new_seed": "Pick a random seed and decode again.",
-    "realism": "Blend between the autoencoder image the decoder starts from (0; before the post-filter "
-               "that the Autoencoder pane shows, if the model has one) and the fully refined image (1). "
-               "Untick Auto to set it yourself.",
+    "realism": "Blend between the autoencoder image the Autoencoder pane shows (0; post-filtered, if "
+               "the model has a post-filter) and the fully refined image (1). Untick Auto to set it "
+               "yourself.",
     "realism_auto": "Use the blend the model's sweeps chose for the rate this file was coded at: full "
                     "refinement where the bits leave much to restore, less where they leave little (the "
                     "model card's decode defaults). The slider shows the blend of the last decode.",

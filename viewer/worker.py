@@ -220,7 +220,7 @@ class EngineWorker(QObject):
             problem = None
             try:
                 refined = self._engine.refine(
-                    x_ae, request.settings, rate=encoded.rate,
+                    x_ae, request.settings, rate=encoded.rate, post_filtered=shown_ae,
                     on_step=lambda info: self._report_step(rid, original, info), cancel=token)
             except Cancelled:
                 raise
