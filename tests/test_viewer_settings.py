@@ -1,8 +1,10 @@
 """What the viewer remembers between runs (in a test-only ini file)."""
 from __future__ import annotations
 
+import pytest
+
 from tests.test_viewer_support import settings_in
-from viewer.controls import ControlValues
+from viewer.controls import ControlPanel, ControlValues
 from viewer.settings import MAX_RECENT, ViewerSettings
 
 
@@ -35,3 +37,18 @@ def test_unreadable_values_fall_back_to_defaults(tmp_path):
     settings = ViewerSettings(store)
     assert settings.controls() == ControlValues()
     assert settings.recent_files() == []
+
+
+def test_a_realism_set_by_hand_in_an_older_version_stays_in_force(tmp_path, qtbot):
+    store = settings_in(tmp_path)
+    store.setValue("controls", '{"decoder": "flow", "realism": 0.7}')  # no "realism_auto": an older version
+    remembered = ViewerSettings(store).controls()
+    assert remembered == ControlValues(decoder="flow", realism=0.7, realism_auto=False)
+    panel = ControlPanel(remembered)
+    qtbot.addWidget(panel)
+    assert not panel.realism_auto.isChecked() and panel.realism.isEnabled()
+    assert panel.values().settings().realism == pytest.approx(0.7)
+    store.setValue("controls", '{"decoder": "flow", "realism": 0.5}')  # that version's default: Auto takes over
+    assert ViewerSettings(store).controls().realism_auto is True
+    store.setValue("controls", '{"realism": 0.7, "realism_auto": true}')  # this version's choice is kept
+    assert ViewerSettings(store).controls().realism_auto is True

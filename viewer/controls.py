@@ -53,6 +53,11 @@ TIPS = {
 }
 
 
+# The fixed realism defaults of the versions before it followed the rate (1 until 2026-11-27,
+# then 0.5): a remembered value among them was the default, not a choice.
+OLD_DEFAULT_REALISMS = (1.0, 0.5)
+
+
 @dataclass(frozen=True)
 class ControlValues:
     """Everything the panel sets; what the worker needs and what QSettings remembers."""
@@ -86,6 +91,10 @@ class ControlValues:
                     values = replace(values, **{f.name: type(getattr(values, f.name))(data[f.name])})
                 except (TypeError, ValueError):
                     pass
+        if "realism" in data and "realism_auto" not in data and values.realism not in OLD_DEFAULT_REALISMS:
+            # Remembered by a version without the automatic blend, which decoded every file at the
+            # slider's value: one that is no old default was set by hand, so it stays in force.
+            values = replace(values, realism_auto=False)
         return values
 
 
