@@ -84,6 +84,14 @@ class ModelInfo:
     flow_sigma: StartNoise | None = None  # the flow's trained start-noise σ in [-1, 1]; None: no flow
     realism: dict[str, RealismSchedule] = field(default_factory=dict)  # decoder → default realism by rate
     post_filter_hash: str | None = None  # the autoencoder's post-filter file, like weights_hash; None: none
+    # decoder → what its network is conditioned on: "decoded" (g_s's output) or "post_filtered"
+    decoder_conditions: dict[str, str] = field(default_factory=dict)
+
+    def refines_text(self, decoder: str) -> str:
+        """What ``decoder`` starts from, in words, for UIs."""
+        if self.decoder_conditions.get(decoder) == "post_filtered":
+            return "the post-filtered autoencoder decode"
+        return "the autoencoder's unfiltered output (g_s)"
 
     def resolve(self, settings: DecodeSettings, rate: float) -> DecodeSettings:
         """``settings`` with a default realism (None) replaced by the decoder's schedule at ``rate``
@@ -215,6 +223,9 @@ class Engine:
         """The loaded ``kind`` decoder (loaded on the first call)."""
         if kind not in self._decoder_paths:
             raise SettingsError(f"no weights for the {kind!r} decoder in {self.weights_dir}")
+        if self._decoder_facts[kind].on_post_filtered and not self._post_filter_path.exists():
+            raise WeightsError(f"the {kind} decoder in {self.weights_dir} refines the post-filtered decode, "
+                               f"but the folder has no postfilter.safetensors")
         if kind not in self._decoders:
             self._decoders[kind] = ScoreDecoder.load(self._decoder_paths[kind], device=self.device)
         return self._decoders[kind]
@@ -237,7 +248,8 @@ class Engine:
                          decoder_hashes=dict(self._decoder_hashes),
                          flow_sigma=self._decoder_facts["flow"].flow_sigma if "flow" in self._decoder_facts else None,
                          realism=dict(self._realism),
-                         post_filter_hash=self._post_filter_hash)
+                         post_filter_hash=self._post_filter_hash,
+                         decoder_conditions={kind: facts.condition for kind, facts in self._decoder_facts.items()})
 
     def settings_for(self, decoder: str, rate: float, **overrides: object) -> DecodeSettings:
         """``decoder``'s default settings with ``overrides`` applied and a default realism resolved
@@ -431,8 +443,9 @@ class Engine:
         SettingsError says so when it is missing).
 
         A realism below 1 blends the decoder's sample toward the post-filtered decode (see
-        ScoreDecoder.refine); ``post_filtered``, when the caller already has it (``refine`` with
-        decoder "ae" on the same x_ae), saves computing it again."""
+        ScoreDecoder.refine), and a decoder trained on that decode is conditioned on it;
+        ``post_filtered``, when the caller already has it (``refine`` with decoder "ae" on the
+        same x_ae), saves computing it again."""
         if settings.decoder == "ae":
             if self.post_filter is not None and rate is None:
                 raise SettingsError("the autoencoder's post-filter depends on the rate the file was coded at: "
@@ -446,10 +459,12 @@ class Engine:
         decoder = self.decoder(settings.decoder)
         h, w = x_ae.shape[:2]
         base = None
-        if settings.realism < 1.0 and self.post_filter is not None:
+        on_post_filtered = decoder.facts.on_post_filtered
+        if (settings.realism < 1.0 or on_post_filtered) and self.post_filter is not None:
             if rate is None:
-                raise SettingsError("a realism below 1 blends toward the post-filtered decode, which depends "
-                                    "on the rate the file was coded at: pass the rate")
+                why = ("this decoder refines the post-filtered decode" if on_post_filtered
+                       else "a realism below 1 blends toward the post-filtered decode")
+                raise SettingsError(f"{why}, which depends on the rate the file was coded at: pass the rate")
             if post_filtered is None:
                 post_filtered = self._post_filtered(x_ae, rate)
             elif post_filtered.shape != x_ae.shape:

@@ -162,6 +162,7 @@ def model_command(args: argparse.Namespace) -> None:
     for name, settings in info.defaults.items():
         if name == "ae":
             continue
+        rows.append((f"{name} refines", info.refines_text(name)))
         schedule = info.realism.get(name)
         if settings.realism is None and schedule is not None and schedule.varies:
             rows += [(f"{name} defaults", describe(settings)),

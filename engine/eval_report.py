@@ -167,6 +167,18 @@ def _encoder_line(optimise_steps: int) -> list[str]:
             "sizes differ from a plain run's."]
 
 
+def _refines(conditions: dict[str, str]) -> str:
+    """Which decoders refine the post-filtered decode and which g_s's output, as a clause."""
+    def clause(kinds: list[str], what: str) -> str:
+        return f"{' and '.join(kinds)} refine{'s' if len(kinds) == 1 else ''} {what}"
+
+    filtered = sorted(kind for kind, condition in conditions.items() if condition == "post_filtered")
+    unfiltered = sorted(kind for kind, condition in conditions.items() if condition != "post_filtered")
+    if not filtered:
+        return "the decoders refine the unfiltered one"
+    return "; ".join([clause(filtered, "it")] + ([clause(unfiltered, "the unfiltered one")] if unfiltered else []))
+
+
 def write_report(summary: dict, out: Path, plots: bool = True) -> Path:
     """Write OUT/report.md, with the plots unless ``plots`` is False; returns the report's path."""
     model = summary["model"]
@@ -177,9 +189,9 @@ def write_report(summary: dict, out: Path, plots: bool = True) -> Path:
         "# hfd evaluation",
         "",
         f"Model `{model['model_id']}` (weights {model['weights_hash'][:12]}), decoders: {', '.join(model['decoders'])}."
-        + (f" The autoencoder's decode (`ae`) is post-filtered (post-filter {model['post_filter_hash'][:12]}); the "
-           "decoders refine the unfiltered one and blend toward the post-filtered one at realism below 1."
-           if model.get("post_filter_hash") else ""),
+        + (f" The autoencoder's decode (`ae`) is post-filtered (post-filter {model['post_filter_hash'][:12]}); "
+           f"{_refines(model.get('decoder_conditions', {}))}; at realism below 1 they blend toward the "
+           "post-filtered decode." if model.get("post_filter_hash") else ""),
         f"{len(summary['images'])} images; target bitrates {', '.join(f'{b:g}' for b in summary['bpps'])} bpp. "
         "Learned methods share one .hfd file per image and bitrate; each classical codec is matched to that "
         "file's size (at or below it). Rates count every byte of the files.",

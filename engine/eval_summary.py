@@ -180,7 +180,8 @@ def summarize(evaluation: "Evaluation", sweep_rows: Optional[list[dict[str, str]
                  if any(m.name == "ae" for m in evaluation.learned) else {})
     summary = {
         "model": {"model_id": info.model_id, "weights_hash": info.weights_hash, "decoders": list(info.decoders),
-                  "post_filter_hash": info.post_filter_hash},
+                  "post_filter_hash": info.post_filter_hash,
+                  "decoder_conditions": dict(info.decoder_conditions)},
         "images": evaluation.names,
         "bpps": list(config.bpps),
         "patches": {"size": config.patch, "stride": config.patch_stride},

@@ -28,6 +28,9 @@ from .weights import load_state, read_metadata, save_weights
 
 DecoderKind = Literal["diffusion", "flow"]
 KINDS: tuple[str, ...] = ("diffusion", "flow")
+# What the network is conditioned on: g_s's output, or that output after the autoencoder's
+# post-filter (an estimate of E[x | x_ae], engine/post_filter.py).
+CONDITIONS: tuple[str, ...] = ("decoded", "post_filtered")
 MAX_STEPS = 1000
 # Tiles of 768² (overlap 96): a 768×512 photo runs whole, larger ones cost ~1.3× the
 # untiled work (512² tiles: 1.4× already at 768×512), memory stays bounded (a
@@ -47,11 +50,21 @@ class TrainedFacts:
     # std of the Gaussian prior around x_ae whose v / velocity the network corrects
     # (diffusion.prior_v, flow.prior_velocity); 0 = the network predicts everything
     residual_sigma: float = DEFAULT_RESIDUAL_SIGMA
+    condition: str = "decoded"  # one of CONDITIONS
+
+    def __post_init__(self) -> None:
+        if self.condition not in CONDITIONS:
+            raise WeightsError(f"unknown decoder condition {self.condition!r}; expected one of {CONDITIONS}")
+
+    @property
+    def on_post_filtered(self) -> bool:
+        """Whether the network refines the post-filtered decode rather than g_s's output."""
+        return self.condition == "post_filtered"
 
     def to_dict(self) -> dict[str, Any]:
         return {"shift_range": [self.shift_range.low, self.shift_range.high],
                 "flow_sigma": self.flow_sigma.to_json(), "train_steps": self.train_steps, "crop": self.crop,
-                "residual_sigma": self.residual_sigma}
+                "residual_sigma": self.residual_sigma, "condition": self.condition}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainedFacts":
@@ -61,7 +74,8 @@ class TrainedFacts:
                        StartNoise.from_json(data.get("flow_sigma", DEFAULT_FLOW_SIGMA)),
                        int(data.get("train_steps", 0)), int(data.get("crop", 256)),
                        # files from before the prior existed were trained without it
-                       float(data.get("residual_sigma", 0.0)))
+                       float(data.get("residual_sigma", 0.0)),
+                       str(data.get("condition", "decoded")))
         except (TypeError, ValueError, SettingsError) as exc:
             raise WeightsError(f"unreadable decoder facts {data}: {exc}") from exc
 
@@ -164,7 +178,9 @@ class ScoreDecoder:
         The output (and every step's estimate) is realism·x + (1 − realism)·base, ``base``
         defaulting to x_ae; the engine passes the post-filtered x_ae, an estimate of E[x | x_ae]:
         blending a posterior sample with the MMSE estimate is what trades distortion for realism
-        optimally (Freirich et al. 2021), whereas x_ae carries the quantiser's artefacts. The same seed
+        optimally (Freirich et al. 2021), whereas x_ae carries the quantiser's artefacts. A decoder
+        trained on the post-filtered decode (``facts.on_post_filtered``) is conditioned on ``base``,
+        which it then needs; x_ae only gives the shape. The same seed
         gives the same noise on any device (drawn on the CPU), so outputs differ across devices
         only by arithmetic."""
         if x_ae.ndim != 4 or x_ae.shape[:2] != (1, 3):
@@ -176,11 +192,14 @@ class ScoreDecoder:
         steps, seed = int(steps), int(seed)
         device = torch.device(device) if device is not None else self.device
         self.net.to(device)  # outside inference mode, so the parameters stay trainable
-        cond = x_ae.to(device, torch.float32)
         if base is not None and base.shape != x_ae.shape:
             raise ImageError(f"the realism blend's base must have x_ae's shape {tuple(x_ae.shape)}, "
                              f"got {tuple(base.shape)}")
-        anchor = cond if base is None else base.to(device, torch.float32)
+        if self.facts.on_post_filtered and base is None:
+            raise SettingsError(f"this {self.kind} decoder refines the post-filtered autoencoder decode: "
+                                "pass it as base")
+        anchor = x_ae.to(device, torch.float32) if base is None else base.to(device, torch.float32)
+        cond = anchor if self.facts.on_post_filtered else x_ae.to(device, torch.float32)
         fast = device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
         fn = tiled(network_call(self.net, device, fast, rate), tile=tile_size, overlap=tile_size // 8,
                    batch=TILE_BATCH.get(device.type, 1), multiple=self.net.config.size_multiple, cancel=cancel)

@@ -66,6 +66,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "S0 at rate 0 to S1 at rate 1 (log-linear; needs a rate-conditioned network); "
                         "default that of --init, else engine.flow's DEFAULT_FLOW_SIGMA. Stored with the "
                         "weights, and the sampler uses it")
+    p.add_argument("--post-filtered", nargs="?", type=Path, const=True, default=None, metavar="POSTFILTER",
+                   help="decoders: train on the autoencoder's post-filtered decode (what the Autoencoder pane "
+                        "shows) instead of g_s's output, with the shipped post-filter or the one given; "
+                        "weights from --init trained on g_s's output move over. Resuming such a run, or "
+                        "continuing such weights, needs it again")
     p.set_defaults(run=run)
 
 
@@ -110,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
         raise HfdError("--synthesis-only needs the autoencoder stage and --init, and no --extend or --lambda-range")
     if args.condition_on_rate and args.stage not in ("diffusion", "flow"):
         raise HfdError("--condition-on-rate is for the diffusion and flow stages (the post-filter always has it)")
+    if args.post_filtered is not None and args.stage not in ("diffusion", "flow"):
+        raise HfdError("--post-filtered is for the diffusion and flow stages")
     if args.base and args.stage not in ("diffusion", "flow"):
         raise HfdError("--base is for the diffusion and flow stages")
     if args.flow_sigma is not None and args.stage != "flow":
@@ -146,7 +153,11 @@ def run(args: argparse.Namespace) -> int:
 
         unet = UNetConfig(base=args.base) if args.base else UNetConfig()
         ae_path = args.autoencoder or default_weights_dir() / "autoencoder.safetensors"
+        post_filter = args.post_filtered
+        if post_filter is True:
+            post_filter = default_weights_dir() / "postfilter.safetensors"
         path = train_decoder(args.stage, ae_path, train, val, config, unet, init=args.init,
-                             condition_on_rate=args.condition_on_rate, flow_sigma=args.flow_sigma)
+                             condition_on_rate=args.condition_on_rate, flow_sigma=args.flow_sigma,
+                             post_filter_path=post_filter)
     print(f"weights: {path}")
     return 0

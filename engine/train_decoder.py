@@ -18,7 +18,7 @@ from .autoencoder import AutoencoderConfig, HyperpriorAutoencoder
 from .dataset import PhotoSet
 from .diffusion import diffusion_loss
 from .flow import StartNoise, flow_loss
-from .post_filter import PostFilter, post_filter_loss
+from .post_filter import PostFilter, post_filter_loss, post_filter_residual
 from .score_decoder import DecoderKind, ScoreDecoder, TrainedFacts
 from .training import TrainConfig, Trainer
 from .unet import ConditionalUNet, UNetConfig
@@ -35,18 +35,25 @@ def load_frozen_autoencoder(path: str | Path) -> HyperpriorAutoencoder:
     return ae.eval().requires_grad_(False)
 
 
-def make_pairs(ae: HyperpriorAutoencoder, x: Tensor,
-               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def make_pairs(ae: HyperpriorAutoencoder, x: Tensor, generator: torch.Generator | None = None,
+               post_filter: PostFilter | None = None) -> tuple[Tensor, Tensor]:
     """(x_ae, rate): x_ae at a random rate per sample, rounded to 8 bits as the real decode
-    delivers it, and those rates."""
+    delivers it, and those rates. With ``post_filter``, x_ae is then post-filtered (and rounded
+    again), as the engine's autoencoder decode is."""
     rate = torch.rand(x.shape[0], generator=generator).to(x.device)
-    return torch.round(ae.reconstruct(x, rate) * 255) / 255, rate
+    x_ae = torch.round(ae.reconstruct(x, rate) * 255) / 255
+    if post_filter is not None:
+        with torch.no_grad():
+            filtered = 2 * x_ae - 1 + post_filter_residual(post_filter.net, x_ae, rate)
+        x_ae = torch.round((filtered + 1).clamp(0, 2) * 127.5) / 255
+    return x_ae, rate
 
 
 def decoder_loss(kind: DecoderKind, ae: HyperpriorAutoencoder, facts: TrainedFacts,
-                 generator: torch.Generator | None = None) -> Callable[[nn.Module, Tensor], tuple[Tensor, dict]]:
+                 generator: torch.Generator | None = None,
+                 post_filter: PostFilter | None = None) -> Callable[[nn.Module, Tensor], tuple[Tensor, dict]]:
     def loss_fn(net: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, float]]:
-        x_ae, rate = make_pairs(ae, x, generator)
+        x_ae, rate = make_pairs(ae, x, generator, post_filter)
         network = partial(net, rate=rate)  # a network without rate conditioning ignores it
         if kind == "diffusion":
             loss = diffusion_loss(network, x, x_ae, facts.shift_range, generator, facts.residual_sigma)
@@ -86,14 +93,17 @@ def _check_resumed_facts(out_dir: Path, record: dict) -> None:
 def train_decoder(kind: DecoderKind, autoencoder_path: str | Path, data: PhotoSet, val: PhotoSet,
                   config: TrainConfig, unet: UNetConfig = UNetConfig(),
                   facts: TrainedFacts = TrainedFacts(), init: Path | None = None,
-                  condition_on_rate: bool = False, flow_sigma: StartNoise | None = None) -> Path:
+                  condition_on_rate: bool = False, flow_sigma: StartNoise | None = None,
+                  post_filter_path: Path | None = None) -> Path:
     """Train (resuming from config.out_dir); export EMA weights and a fixed-noise validation
     loss at every checkpoint. ``init``: decoder weights to start from when the run folder has
     no checkpoint yet; their architecture and trained facts replace ``unet`` and ``facts``.
     ``condition_on_rate``: add rate conditioning (to ``unet``, or to the network of ``init``,
     which then starts out computing exactly what it did). ``flow_sigma``: train the flow at this
     start noise instead of the one in ``facts`` (or of ``init``: a fine-tune moves it); one that
-    varies with the rate needs ``condition_on_rate`` (or an ``init`` that has it)."""
+    varies with the rate needs ``condition_on_rate`` (or an ``init`` that has it).
+    ``post_filter_path``: condition on the autoencoder's decode after this post-filter (what the
+    Autoencoder pane shows) instead of g_s's output; an ``init`` trained on g_s's output moves."""
     net, prior_steps = ConditionalUNet(unet), 0
     if init is not None:
         start = ScoreDecoder.load(init)
@@ -104,6 +114,13 @@ def train_decoder(kind: DecoderKind, autoencoder_path: str | Path, data: PhotoSe
         if kind != "flow":
             raise SettingsError("flow_sigma is for the flow decoder")
         facts = replace(facts, flow_sigma=flow_sigma)
+    post_filter = PostFilter.load(post_filter_path) if post_filter_path is not None else None
+    if post_filter is not None:
+        post_filter.net.requires_grad_(False)
+        facts = replace(facts, condition="post_filtered")
+    elif facts.on_post_filtered:
+        raise SettingsError("these decoder weights refine the post-filtered decode: pass the post-filter "
+                            "(--post-filtered) to keep training them")
     if condition_on_rate and not net.config.rate_conditioning:
         net = net.with_rate_conditioning().train()
     if kind == "flow" and facts.flow_sigma.varies and not net.config.rate_conditioning:
@@ -121,14 +138,16 @@ def train_decoder(kind: DecoderKind, autoencoder_path: str | Path, data: PhotoSe
         if not val_batches:
             return {}
         gen = torch.Generator().manual_seed(0)  # same noise every time: losses comparable across steps
-        loss_fn = decoder_loss(kind, ae.to(device), facts, gen)
+        loss_fn = decoder_loss(kind, ae.to(device), facts, gen, post_filter)
         with torch.no_grad():
             losses = [float(loss_fn(ema, x.to(device))[0]) for x in val_batches]
         return {"val_loss": sum(losses) / len(losses)}
 
-    trainer = Trainer(net, decoder_loss(kind, ae, facts),
+    trainer = Trainer(net, decoder_loss(kind, ae, facts, post_filter=post_filter),
                       data.crops(config.crop, config.batch, config.seed), config, on_checkpoint)
     ae.to(trainer.device)
+    if post_filter is not None:
+        post_filter.net.to(trainer.device)
     trainer.run()
     return export_path
 

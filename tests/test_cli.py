@@ -227,6 +227,7 @@ def test_model_command_describes_the_weights(capsys, weights):
     assert re.search(r"^flow defaults +--steps \d+ .*--solver euler$", printed, re.M)
     assert re.search(r"^flow start noise +x_ae \+ σ·ε in \[-1, 1\], σ = 0\.25$", printed, re.M)
     assert re.search(r"^diffusion defaults +--steps \d+ --shift \S+ .*--realism \S+$", printed, re.M)
+    assert re.search(r"^flow refines +the autoencoder's unfiltered output \(g_s\)$", printed, re.M)
 
 
 def test_default_realism_follows_the_files_rate(capsys, tmp_path, weights, encoded, monkeypatch):

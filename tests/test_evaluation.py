@@ -252,8 +252,11 @@ def test_report_shows_differences_with_intervals_and_marks_the_clear_ones(tmp_pa
     summary["model"]["post_filter_hash"] = "ab" * 8
     report = eval_report.write_report(summary, tmp_path, plots=False).read_text()
     assert "| **-0.0200 [-0.0400, -0.0020]** |" in report
-    assert ("(`ae`) is post-filtered (post-filter abababababab); the decoders refine the unfiltered one and "
-            "blend toward the post-filtered one at realism below 1.") in report
+    assert ("(`ae`) is post-filtered (post-filter abababababab); the decoders refine the unfiltered one; "
+            "at realism below 1 they blend toward the post-filtered decode.") in report
+    summary["model"]["decoder_conditions"] = {"diffusion": "decoded", "flow": "post_filtered"}
+    report = eval_report.write_report(summary, tmp_path, plots=False).read_text()
+    assert "flow refines it; diffusion refines the unfiltered one; at realism below 1" in report
 
 
 def test_cli_eval_with_tiny_weights(images, tmp_path, capsys):

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -11,8 +12,9 @@ from engine.flow import sample_flow
 from engine.post_filter import PostFilter, post_filter_loss
 from engine.score_decoder import ScoreDecoder, TrainedFacts
 from engine.testing import TINY_UNET, write_tiny_weights
-from engine.train_decoder import train_post_filter
+from engine.train_decoder import make_pairs, train_decoder, train_post_filter
 from engine.unet import ConditionalUNet
+from engine.train_decoder import load_frozen_autoencoder
 from tests.test_training import _config, _photos
 
 
@@ -142,3 +144,64 @@ def test_training_starts_from_a_flow_exports_and_reports_its_gain(tmp_path):
     with pytest.raises(SettingsError, match="other decoder settings"):
         train_post_filter(weights / "autoencoder.safetensors", _photos(), _photos(1),
                           _config(tmp_path / "run", 6))
+
+
+def _on_post_filtered(engine: Engine, kind: str) -> None:
+    """Re-stamp the engine folder's ``kind`` decoder as trained on the post-filtered decode."""
+    path = engine.weights_dir / f"{kind}.safetensors"
+    plain = ScoreDecoder.load(path)
+    ScoreDecoder(plain.net, kind, dataclasses.replace(plain.facts, condition="post_filtered")).save(path)
+
+
+def test_a_decoder_trained_on_the_post_filtered_decode_refines_it_through_the_engine(tmp_path):
+    folder = write_tiny_weights(tmp_path / "w", post_filter=True)
+    plain = Engine(folder, device="cpu")
+    rgb = (np.random.default_rng(4).random((40, 52, 3)) * 255).astype(np.uint8)
+    enc = plain.encode(rgb, rate=0.6)
+    raw, shown = plain.decode_ae(enc.data, post_filter=False), plain.decode_ae(enc.data)
+    flow = DecodeSettings("flow", steps=2, realism=1.0)
+    refined_shown = plain.refine(shown, flow, rate=enc.rate)  # g_s's-output decoder given the filtered image
+    _on_post_filtered(plain, "flow")
+    engine = Engine(folder, device="cpu")
+    assert engine.info.decoder_conditions == {"diffusion": "decoded", "flow": "post_filtered"}
+    assert engine.info.refines_text("flow") == "the post-filtered autoencoder decode"
+    # the same network refining the post-filtered decode instead of g_s's output
+    np.testing.assert_array_equal(engine.refine(raw, flow, rate=enc.rate), refined_shown)
+    np.testing.assert_array_equal(engine.decode(enc.data, flow), engine.refine(raw, flow, rate=enc.rate))
+    np.testing.assert_array_equal(engine.refine(raw, flow, rate=enc.rate, post_filtered=shown),
+                                  engine.refine(raw, flow, rate=enc.rate))
+    with pytest.raises(SettingsError, match="refines the post-filtered decode.*pass the rate"):
+        engine.refine(raw, flow)
+    (folder / "postfilter.safetensors").unlink()
+    with pytest.raises(WeightsError, match="flow decoder .* refines the post-filtered decode, but the folder "
+                                           "has no postfilter.safetensors"):
+        Engine(folder, device="cpu").refine(raw, flow, rate=enc.rate)
+
+
+def test_pairs_through_the_post_filter_are_its_8_bit_output(tmp_path):
+    weights = write_tiny_weights(tmp_path / "w", post_filter=True)
+    ae = load_frozen_autoencoder(weights / "autoencoder.safetensors")
+    post_filter = PostFilter.load(weights / "postfilter.safetensors")
+    x = torch.rand(2, 3, 64, 64)
+    raw, rate = make_pairs(ae, x, torch.Generator().manual_seed(1))
+    filtered, same_rate = make_pairs(ae, x, torch.Generator().manual_seed(1), post_filter)
+    assert torch.equal(rate, same_rate)
+    for i in range(2):
+        expected = (post_filter.apply(raw[i:i + 1], float(rate[i])) * 255).round() / 255
+        torch.testing.assert_close(filtered[i:i + 1], expected, atol=1 / 255 + 1e-6, rtol=0)
+    assert torch.equal(filtered, (filtered * 255).round() / 255) and not torch.equal(filtered, raw)
+
+
+def test_decoder_training_on_the_post_filtered_decode_is_recorded_and_kept_on_resume(tmp_path):
+    weights = write_tiny_weights(tmp_path / "w", post_filter=True)
+    args = ("flow", weights / "autoencoder.safetensors", _photos(), _photos(1))
+    path = train_decoder(*args, _config(tmp_path / "run", 2), TINY_UNET,
+                         post_filter_path=weights / "postfilter.safetensors")
+    assert ScoreDecoder.load(path).facts.condition == "post_filtered"
+    with pytest.raises(SettingsError, match="other decoder settings"):  # resumed without it
+        train_decoder(*args, _config(tmp_path / "run", 4), TINY_UNET)
+    with pytest.raises(SettingsError, match="refine the post-filtered decode: pass the post-filter"):
+        train_decoder(*args, _config(tmp_path / "next", 2), init=path)
+    moved = train_decoder(*args, _config(tmp_path / "moved", 2), init=weights / "flow.safetensors",
+                          post_filter_path=weights / "postfilter.safetensors")
+    assert ScoreDecoder.load(moved).facts.condition == "post_filtered"

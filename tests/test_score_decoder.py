@@ -121,8 +121,13 @@ def test_facts_round_trip_and_older_files_mean_no_prior():
     assert facts.to_dict()["flow_sigma"] == 0.2  # one σ stays a number, as files before the rate-dependent one
     falling = dataclasses.replace(facts, flow_sigma=StartNoise(0.25, 0.04))
     assert TrainedFacts.from_dict(falling.to_dict()) == falling
-    older = {k: v for k, v in facts.to_dict().items() if k != "residual_sigma"}
+    older = {k: v for k, v in facts.to_dict().items() if k not in ("residual_sigma", "condition")}
     assert TrainedFacts.from_dict(older).residual_sigma == 0.0
+    assert TrainedFacts.from_dict(older).condition == "decoded"  # files before the choice refine g_s's output
+    on_filtered = dataclasses.replace(facts, condition="post_filtered")
+    assert TrainedFacts.from_dict(on_filtered.to_dict()) == on_filtered and on_filtered.on_post_filtered
+    with pytest.raises(WeightsError, match="unknown decoder condition 'sharpened'"):
+        TrainedFacts.from_dict({**facts.to_dict(), "condition": "sharpened"})
     for bad in ({"shift_range": [3, 1]}, {"flow_sigma": 0}, {"flow_sigma": [0.1]}):
         with pytest.raises(WeightsError, match="unreadable decoder facts"):
             TrainedFacts.from_dict(bad)
@@ -188,3 +193,17 @@ def test_a_flow_whose_start_noise_falls_with_the_rate_starts_at_that_rates_sigma
 def test_a_decoder_without_rate_conditioning_ignores_the_rate():
     dec = decoder("flow")
     assert torch.equal(dec.refine(x_ae(), steps=2, rate=0.7), dec.refine(x_ae(), steps=2))
+
+
+@pytest.mark.parametrize("kind", ["diffusion", "flow"])
+def test_a_decoder_trained_on_the_post_filtered_decode_is_conditioned_on_the_base(kind):
+    dec, image = decoder(kind), x_ae()
+    base = torch.rand_like(image)
+    on_filtered = ScoreDecoder(dec.net, kind, dataclasses.replace(FACTS, condition="post_filtered"))
+    # it refines `base` as a decoder on g_s's output refines x_ae; x_ae gives only the shape
+    torch.testing.assert_close(on_filtered.refine(image, steps=2, seed=5, base=base),
+                               dec.refine(base, steps=2, seed=5))
+    torch.testing.assert_close(on_filtered.refine(image, steps=2, seed=5, realism=0.5, base=base),
+                               dec.refine(base, steps=2, seed=5, realism=0.5))
+    with pytest.raises(SettingsError, match="refines the post-filtered autoencoder decode: pass it as base"):
+        on_filtered.refine(image, steps=2)

@@ -125,6 +125,10 @@ def test_about_lists_the_model_facts():
     assert "Post-filter" not in html
     filtered = dataclasses.replace(INFO, post_filter_hash="00aa11bb22cc33dd")
     assert "<td>Post-filter</td><td>yes (<code>00aa11bb22cc33dd</code>)" in model_facts_html(filtered, "cpu")
+    conditioned = dataclasses.replace(filtered, decoder_conditions={"diffusion": "decoded", "flow": "post_filtered"})
+    html = model_facts_html(conditioned, "cpu")
+    assert "<td>The flow decoder refines</td><td>the post-filtered autoencoder decode</td>" in html
+    assert "<td>The diffusion decoder refines</td><td>the autoencoder's unfiltered output (g_s)</td>" in html
     assert "No model loaded" in model_facts_html(None, "")
 
 

@@ -24,9 +24,10 @@ def model_facts_html(info: Optional[ModelInfo], device: str) -> str:
             + (f"<tr><td>Flow start noise</td><td>σ = {info.flow_sigma.describe()}</td></tr>"
                if info.flow_sigma is not None else "")
             + (f"<tr><td>Post-filter</td><td>yes (<code>{info.post_filter_hash}</code>): the autoencoder "
-               "image is its estimate of the original; the decoders start from the unfiltered one and their "
-               "realism blends toward the filtered one</td></tr>"
+               "image is its estimate of the original, and the decoders' realism blends toward it</td></tr>"
                if info.post_filter_hash is not None else "")
+            + "".join(f"<tr><td>The {kind} decoder refines</td><td>{info.refines_text(kind)}</td></tr>"
+                      for kind in info.decoder_conditions)
             + "".join(f"<tr><td>Default realism, {kind}</td><td>{schedule.describe()}</td></tr>"
                       for kind, schedule in info.realism.items())
             + f"<tr><td>Running on</td><td>{device}</td></tr></table>")

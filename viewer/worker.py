@@ -283,7 +283,7 @@ class EngineWorker(QObject):
         return self._encodings.get_or_make((image_key, bpp, optimise_steps), make)
 
     def _decode_ae(self, encoded: Encoded) -> tuple[np.ndarray, np.ndarray]:
-        """(g_s's decode, which the decoders refine; the autoencoder's decode as shown: post-filtered
+        """(g_s's decode, which Engine.refine takes; the autoencoder's decode as shown: post-filtered
         when the weights have a post-filter)."""
         def make() -> tuple[np.ndarray, np.ndarray]:
             x_ae = self._engine.decode_ae(encoded.data, post_filter=False)
