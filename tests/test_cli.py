@@ -296,6 +296,12 @@ def test_condition_on_rate_is_for_the_decoder_stages(stage, capsys):
     assert "--condition-on-rate is for the diffusion and flow stages" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", [[], ["pf.safetensors"]])
+def test_post_filtered_is_for_the_decoder_stages(value, capsys):
+    assert main(["train", "postfilter", "--data", "/nonexistent", "--post-filtered", *value]) != 0
+    assert "--post-filtered is for the diffusion and flow stages" in capsys.readouterr().err
+
+
 def test_the_post_filter_stage_takes_its_architecture_from_its_start(capsys):
     assert main(["train", "postfilter", "--data", "/nonexistent", "--base", "16"]) != 0
     assert "--base is for the diffusion and flow stages" in capsys.readouterr().err
