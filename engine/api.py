@@ -3,7 +3,7 @@
     engine = Engine()                                  # shipped weights, CUDA if present
     enc = engine.encode(rgb, bpp=0.2)                  # -> Encoded (the whole .hfd file)
     shown = engine.decode_ae(enc.data)                 # autoencoder-only decode (post-filtered)
-    x_ae = engine.decode_ae(enc.data, post_filter=False)   # g_s alone: what the decoders refine
+    x_ae = engine.decode_ae(enc.data, post_filter=False)   # g_s alone: what refine takes
     x = engine.refine(x_ae, DecodeSettings("flow", steps=4), rate=enc.rate, on_step=cb, cancel=tok)
 
 Images cross this boundary as numpy uint8 arrays of shape H×W×3 (RGB)."""
@@ -406,8 +406,8 @@ class Engine:
     def decode_ae(self, data: bytes, *, post_filter: bool = True) -> np.ndarray:
         """Autoencoder-only decode of a .hfd file → uint8 H×W×3: g_s's output, then the post-filter
         (an estimate of E[x | x_ae]: higher PSNR, less fine detail) when the weights ship one.
-        ``post_filter=False``: g_s's output alone, which is what ``refine`` takes (the score-based
-        decoders were trained on it)."""
+        ``post_filter=False``: g_s's output alone, which is what ``refine`` takes (it post-filters
+        what a decoder needs filtered)."""
         header, x_ae = self._decode_ae(data)
         return self._post_filtered(x_ae, header.rate) if post_filter else x_ae
 

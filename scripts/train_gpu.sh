@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # One time-budgeted training pass on a GPU: continue the shipped autoencoder (one run per
 # learning rate in AE_LRS, side by side, keeping the best by BD-rate against the starting
-# weights, or those weights if no run beat them), then fine-tune the diffusion and flow
-# decoders on its outputs, told the rate of each output (--condition-on-rate), and the
-# autoencoder's post-filter, all three side by side on the same GPU (each is too small to fill
-# it alone). Rerunning with the same RUNS folder resumes every stage.
+# weights, or those weights if no run beat them), then fine-tune the autoencoder's post-filter
+# on its outputs, then the diffusion and flow decoders on the post-filtered outputs (what the
+# Autoencoder pane shows, --post-filtered), told the rate of each output (--condition-on-rate),
+# side by side on the same GPU (each is too small to fill it alone). The post-filter comes first
+# because the decoders are conditioned on it. Rerunning with the same RUNS folder resumes every
+# stage.
 #
-#   scripts/train_gpu.sh [DATA [RUNS [AE_SECONDS [DECODER_SECONDS]]]]
+#   scripts/train_gpu.sh [DATA [RUNS [AE_SECONDS [DECODER_SECONDS [POSTFILTER_SECONDS]]]]]
 #
 # DATA: a folder from `hfd data pack` (already downscaled ≥ 2×, so --downscale 1 here).
-# DECODER_SECONDS 0 skips the decoders and the post-filter: the whole lease goes to the
+# DECODER_SECONDS 0 skips the post-filter and the decoders: the whole lease goes to the
 # autoencoder (the decoders' last two GPU fine-tunes on a newer autoencoder's outputs were
-# measured and not kept). The post-filter learns one autoencoder's errors: a new autoencoder
-# needs it fine-tuned too (`hfd train postfilter --init assets/weights/postfilter.safetensors
-# --autoencoder NEW`), which a CPU does in an hour.
+# measured and not kept). The post-filter and the decoders learn one autoencoder's errors: a
+# new autoencoder needs them fine-tuned too (`hfd train postfilter --init
+# assets/weights/postfilter.safetensors --autoencoder NEW`, then `hfd train diffusion|flow
+# --init assets/weights/KIND.safetensors --autoencoder NEW --post-filtered NEW_POSTFILTER`),
+# about an hour each on a CPU. POSTFILTER_SECONDS defaults to DECODER_SECONDS / 2.
 # Env: BATCH, CROP (default 32 × 256²), AE_LRS (default "2e-4"), AE_FLAGS (extra autoencoder
 # flags; default none, so the starting weights continue with their own λ range, gain levels
 # and context model; e.g. "--add-context" for weights without one), WEIGHTS (starting
@@ -27,6 +31,7 @@ DATA=${1:-data/pack}
 RUNS=${2:-runs/gpu}
 AE_SECONDS=${3:-1200}
 DECODER_SECONDS=${4:-1200}
+POSTFILTER_SECONDS=${5:-$((DECODER_SECONDS / 2))}
 BATCH=${BATCH:-32}
 CROP=${CROP:-256}
 AE_LRS=${AE_LRS:-2e-4}
@@ -59,18 +64,23 @@ if [ "$DECODER_SECONDS" -le 0 ]; then
 fi
 echo "the decoders train on $AE"
 
-for kind in diffusion flow postfilter; do
-    if [ "$kind" = postfilter ]; then
-        rate_flag=()  # always rate-conditioned; it starts from the shipped one, or else the flow
-        init=$WEIGHTS/postfilter.safetensors
-        [ -f "$init" ] || init=$WEIGHTS/flow.safetensors
-    else
-        rate_flag=(--condition-on-rate)
-        init=$WEIGHTS/$kind.safetensors
-    fi
+# The post-filter starts from the shipped one, or else from the flow decoder; it is always
+# rate-conditioned.
+init=$WEIGHTS/postfilter.safetensors
+[ -f "$init" ] || init=$WEIGHTS/flow.safetensors
+timeout $((POSTFILTER_SECONDS + GRACE)) python3 -m engine.cli train postfilter "${common[@]}" \
+    --out "$RUNS/postfilter" --init "$init" --autoencoder "$AE" \
+    --time-limit "$POSTFILTER_SECONDS" --checkpoint-every 1000 \
+    >"$RUNS/postfilter.out" 2>&1
+POSTFILTER=$RUNS/postfilter/postfilter.safetensors
+[ -f "$POSTFILTER" ] || POSTFILTER=$WEIGHTS/postfilter.safetensors
+echo "the decoders refine the output of $POSTFILTER"
+
+for kind in diffusion flow; do
     timeout $((DECODER_SECONDS + GRACE)) python3 -m engine.cli train "$kind" "${common[@]}" \
-        --out "$RUNS/$kind" --init "$init" --autoencoder "$AE" \
-        --time-limit "$DECODER_SECONDS" --checkpoint-every 1000 "${rate_flag[@]}" \
+        --out "$RUNS/$kind" --init "$WEIGHTS/$kind.safetensors" --autoencoder "$AE" \
+        --post-filtered "$POSTFILTER" --condition-on-rate \
+        --time-limit "$DECODER_SECONDS" --checkpoint-every 1000 \
         >"$RUNS/$kind.out" 2>&1 &
 done
 wait
