@@ -87,9 +87,13 @@ class ModelInfo:
     # decoder → what its network is conditioned on: "decoded" (g_s's output) or "post_filtered"
     decoder_conditions: dict[str, str] = field(default_factory=dict)
 
+    def refines_post_filtered(self, decoder: str) -> bool:
+        """Whether ``decoder`` refines (and the flow starts from) the post-filtered decode."""
+        return self.decoder_conditions.get(decoder) == "post_filtered"
+
     def refines_text(self, decoder: str) -> str:
         """What ``decoder`` starts from, in words, for UIs."""
-        if self.decoder_conditions.get(decoder) == "post_filtered":
+        if self.refines_post_filtered(decoder):
             return "the post-filtered autoencoder decode"
         return "the autoencoder's unfiltered output (g_s)"
 

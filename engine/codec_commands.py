@@ -158,7 +158,7 @@ def model_command(args: argparse.Namespace) -> None:
             ("bpp range", f"{info.bpp_range[0]:g} .. {info.bpp_range[1]:g} (typical on photos)"),
             ("shift range", f"{info.shift_range[0]:g} .. {info.shift_range[1]:g}")]
     if info.flow_sigma is not None:
-        start = "post_filter(x_ae)" if info.decoder_conditions.get("flow") == "post_filtered" else "x_ae"
+        start = "post_filter(x_ae)" if info.refines_post_filtered("flow") else "x_ae"
         rows.append(("flow start noise", f"{start} + σ·ε in [-1, 1], σ = {info.flow_sigma.describe()}"))
     for name, settings in info.defaults.items():
         if name == "ae":

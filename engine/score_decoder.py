@@ -198,8 +198,9 @@ class ScoreDecoder:
         if self.facts.on_post_filtered and base is None:
             raise SettingsError(f"this {self.kind} decoder refines the post-filtered autoencoder decode: "
                                 "pass it as base")
-        anchor = x_ae.to(device, torch.float32) if base is None else base.to(device, torch.float32)
-        cond = anchor if self.facts.on_post_filtered else x_ae.to(device, torch.float32)
+        decoded = x_ae.to(device, torch.float32)
+        anchor = decoded if base is None else base.to(device, torch.float32)
+        cond = anchor if self.facts.on_post_filtered else decoded
         fast = device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
         fn = tiled(network_call(self.net, device, fast, rate), tile=tile_size, overlap=tile_size // 8,
                    batch=TILE_BATCH.get(device.type, 1), multiple=self.net.config.size_multiple, cancel=cancel)
