@@ -192,6 +192,19 @@ def test_pairs_through_the_post_filter_are_its_8_bit_output(tmp_path):
     assert torch.equal(filtered, (filtered * 255).round() / 255) and not torch.equal(filtered, raw)
 
 
+def test_pairs_are_the_codecs_fp32_decode_even_inside_the_trainers_bf16_autocast(tmp_path):
+    weights = write_tiny_weights(tmp_path / "w", post_filter=True)
+    ae = load_frozen_autoencoder(weights / "autoencoder.safetensors")
+    post_filter = PostFilter.load(weights / "postfilter.safetensors")
+    x = torch.rand(2, 3, 64, 64)
+    for pf in (None, post_filter):
+        plain, _ = make_pairs(ae, x, torch.Generator().manual_seed(1), pf)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            inside, _ = make_pairs(ae, x, torch.Generator().manual_seed(1), pf)
+        assert inside.dtype == torch.float32
+        torch.testing.assert_close(inside, plain, atol=0, rtol=0)
+
+
 def test_decoder_training_on_the_post_filtered_decode_is_recorded_and_kept_on_resume(tmp_path):
     weights = write_tiny_weights(tmp_path / "w", post_filter=True)
     args = ("flow", weights / "autoencoder.safetensors", _photos(), _photos(1))
