@@ -42,7 +42,7 @@ def make_pairs(ae: HyperpriorAutoencoder, x: Tensor, generator: torch.Generator 
     again), as the engine's autoencoder decode is.
 
     Always in fp32, also inside the trainer's bf16 autocast: the codec decodes in fp32, and
-    bf16 pairs were measured 1 level (mean) and up to 82 levels away from it on validation
+    bf16 pairs were measured 0.5–1.7 levels (mean) and up to 82 levels from it on validation
     crops (hyper-synthesis means rounding y differently, bf16 synthesis), a mismatch the
     size of the detail left to restore at high rates."""
     rate = torch.rand(x.shape[0], generator=generator).to(x.device)
