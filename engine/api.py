@@ -29,7 +29,7 @@ from .latent_optimisation import optimise_latents
 from .post_filter import PostFilter
 from .progress import CancelToken, StepInfo
 from .realism import RealismSchedule
-from .score_decoder import KINDS, ScoreDecoder, TrainedFacts, cpu_supports_bf16
+from .score_decoder import KINDS, ScoreDecoder, TrainedFacts, cpu_supports_bf16, sampling_shift_range
 from .weights import file_hash, load_state, read_metadata
 
 DecoderName = Literal["ae", "diffusion", "flow"]
@@ -41,7 +41,9 @@ class DecodeSettings:
 
     decoder: DecoderName = "diffusion"
     steps: int = 16
-    shift: float = 1.0  # diffusion: logSNR shift (+ = less noise); checked against the trained range
+    # logSNR shift, + = less noise: the diffusion schedule's (within its trained range) or the
+    # flow's step times (flow.flow_times)
+    shift: float = 0.0
     noise: float = 0.0  # sampler noise: 0 = deterministic (DDIM / the flow's ODE) .. 1 = DDPM / start noise redrawn each step
     seed: int = 0
     # 0 = autoencoder output, 1 = fully refined; linear blend in between. None: the weights'
@@ -76,8 +78,8 @@ class ModelInfo:
     weights_hash: str
     rate_range: tuple[float, float]
     bpp_range: tuple[float, float]  # typical bpp at the two ends of rate_range on photos
-    shift_range: tuple[float, float]
     decoders: tuple[str, ...]  # which of "ae", "diffusion", "flow" have weights
+    shift_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # refining decoder → its shifts
     defaults: dict[str, DecodeSettings] = field(default_factory=dict)
     card: str = ""  # the model card text
     decoder_hashes: dict[str, str] = field(default_factory=dict)  # kind → file hash, like weights_hash
@@ -134,19 +136,20 @@ REFILL_PASSES = 2  # optimised re-encodes after the first, at most, to fill a --
 # Used when the weights folder has no decode_defaults.json (chosen from `hfd eval --sweep` runs).
 FALLBACK_DEFAULTS = {
     "diffusion": {"steps": 16, "shift": 1.0, "noise": 0.0},
-    "flow": {"steps": 4, "noise": 0.25, "solver": "euler"},
+    "flow": {"steps": 4, "shift": 0.0, "noise": 0.25, "solver": "euler"},
 }
 
 
 def read_decode_defaults(path: Path, kinds: tuple[str, ...]
                          ) -> tuple[dict[str, DecodeSettings], dict[str, RealismSchedule]]:
-    """Each decoder's default settings from ``path`` (FALLBACK_DEFAULTS where it is missing) and
+    """Each decoder's default settings from ``path`` (FALLBACK_DEFAULTS for a decoder or setting it
+    does not name: a setting newer than the file keeps the behaviour the file was chosen with) and
     its default realism by rate. The settings' realism is None: it depends on the file."""
     try:
         stored = json.loads(path.read_text()) if path.exists() else {}
         settings, schedules = {}, {}
         for kind in kinds:
-            entry = dict(stored.get(kind, FALLBACK_DEFAULTS[kind]))
+            entry = {**FALLBACK_DEFAULTS[kind], **stored.get(kind, {})}
             schedules[kind] = RealismSchedule.from_json(entry.pop("realism", 1.0))
             settings[kind] = DecodeSettings(decoder=kind, realism=None, **entry)
     except (OSError, ValueError, TypeError, AttributeError, SettingsError) as exc:
@@ -239,15 +242,12 @@ class Engine:
     def info(self) -> ModelInfo:
         val = self._ae_extra.get("validation", {})
         bpp_range = (float(val.get("bpp@0", 0.05)), float(val.get("bpp@1", 1.0)))
-        shift_range = (0.0, 0.0)
-        if "diffusion" in self._decoder_facts:
-            trained = self._decoder_facts["diffusion"].shift_range
-            shift_range = (trained.low, trained.high)
+        shift_ranges = {kind: sampling_shift_range(kind, facts).bounds for kind, facts in self._decoder_facts.items()}
         defaults = {"ae": DecodeSettings(decoder="ae", steps=1), **self._decode_defaults}
         card_path = self.weights_dir / "MODEL_CARD.md"
         return ModelInfo(model_id=self.model_id, weights_hash=self.weights_hash, rate_range=(0.0, 1.0),
-                         bpp_range=bpp_range, shift_range=shift_range,
-                         decoders=("ae", *self.decoder_kinds), defaults=defaults,
+                         bpp_range=bpp_range, decoders=("ae", *self.decoder_kinds),
+                         shift_ranges=shift_ranges, defaults=defaults,
                          card=card_path.read_text() if card_path.exists() else "",
                          decoder_hashes=dict(self._decoder_hashes),
                          flow_sigma=self._decoder_facts["flow"].flow_sigma if "flow" in self._decoder_facts else None,

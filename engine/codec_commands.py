@@ -17,10 +17,10 @@ if TYPE_CHECKING:
     from .api import DecodeSettings, Engine
     from .progress import StepInfo
 
-# The refinement options each decoder reads: the schedule shift is a diffusion knob, the ODE
-# solver a flow one; naming another decoder's option is refused rather than silently ignored.
+# The refinement options each decoder reads: the ODE solver is a flow knob; naming another
+# decoder's option is refused rather than silently ignored.
 DECODER_OPTIONS = {"ae": (), "diffusion": ("steps", "shift", "noise", "seed", "realism"),
-                   "flow": ("steps", "noise", "seed", "realism", "solver")}
+                   "flow": ("steps", "shift", "noise", "seed", "realism", "solver")}
 REFINE_OPTIONS = tuple(dict.fromkeys(name for names in DECODER_OPTIONS.values() for name in names))
 
 
@@ -45,15 +45,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Decode IN.hfd to OUT.png. The bits fix the autoencoder reconstruction; the decoder "
                     "options only change how detail is synthesised on top of it.",
         epilog="Options left unset take the loaded weights' defaults for the chosen decoder; `hfd model` "
-               "lists them. --shift applies to the diffusion decoder only, --solver to the flow only, and no "
-               "refinement option to --decoder ae.")
+               "lists them. --solver applies to the flow only, and no refinement option to --decoder ae.")
     decompress.add_argument("input", metavar="IN.hfd", type=Path)
     decompress.add_argument("output", metavar="OUT.png", type=Path)
     decompress.add_argument("--decoder", choices=("ae", "diffusion", "flow"), default="diffusion",
                             help="ae: autoencoder only; diffusion or flow: refined (default: diffusion)")
     decompress.add_argument("--steps", type=int, metavar="N", help="sampler steps")
     decompress.add_argument("--shift", type=float, metavar="S",
-                            help="diffusion: logSNR schedule shift, + means less noise (within the trained range)")
+                            help="logSNR shift, + means less noise: of the diffusion schedule (within the trained "
+                                 "range) or of the flow's step times (`hfd model` shows both ranges)")
     decompress.add_argument("--noise", type=float, metavar="G",
                             help="sampler noise: 0 = deterministic (diffusion: DDIM, flow: the ODE) .. 1 = fresh noise each step "
                                  "(diffusion: ancestral DDPM, flow: start noise redrawn)")
@@ -156,7 +156,7 @@ def model_command(args: argparse.Namespace) -> None:
             ("decoders", ", ".join(info.decoders)),
             ("rate range", f"{info.rate_range[0]:g} .. {info.rate_range[1]:g}"),
             ("bpp range", f"{info.bpp_range[0]:g} .. {info.bpp_range[1]:g} (typical on photos)"),
-            ("shift range", f"{info.shift_range[0]:g} .. {info.shift_range[1]:g}")]
+            *((f"{kind} shift range", f"{low:g} .. {high:g}") for kind, (low, high) in info.shift_ranges.items())]
     if info.flow_sigma is not None:
         start = "post_filter(x_ae)" if info.refines_post_filtered("flow") else "x_ae"
         rows.append(("flow start noise", f"{start} + σ·ε in [-1, 1], σ = {info.flow_sigma.describe()}"))

@@ -40,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sweep-bpp", type=float, default=None, metavar="B",
                    help="bitrate of the sweep (default: the middle of --bpp)")
     p.add_argument("--sweep-values", type=_floats, default=None, metavar="V,V,...",
-                   help="values of the swept setting (default: steps 1..32, noise and realism 0..1, shift over the "
-                        "trained range)")
+                   help="values of the swept setting (default: steps 1..32, noise and realism 0..1, shift over each "
+                        "decoder's range)")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="write report.md without PNG plots")
     p.add_argument("--crops", type=int, default=3, metavar="N", help="save example crops of the first N images (default: 3)")
     p.add_argument("--threads", type=int, default=0, metavar="N",

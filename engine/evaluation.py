@@ -398,18 +398,17 @@ class Evaluation:
         bpps = sorted(self.config.bpps)
         bpp = self.config.sweep_bpp if self.config.sweep_bpp is not None else bpps[len(bpps) // 2]
         refined = [m for m in self.learned if m.settings.decoder != "ae"]
-        if parameter == "shift":  # the schedule shift is a diffusion knob
-            refined = [m for m in refined if m.settings.decoder == "diffusion"]
         if not refined:
-            raise SettingsError(f"a {parameter} sweep needs a refining decoder in --decoders that has that setting")
-        values = self.config.sweep_values
-        if values is None:
-            if parameter == "shift":
-                low, high = self.info.shift_range
-                values = tuple(float(v) for v in np.linspace(low, high, 5))
-            else:
-                values = DEFAULT_SWEEP_VALUES[parameter]
-        return parameter, bpp, [(m, v) for m in refined for v in values]
+            raise SettingsError(f"a {parameter} sweep needs a refining decoder (diffusion or flow) in --decoders")
+        return parameter, bpp, [(m, v) for m in refined for v in self._sweep_values(parameter, m.settings.decoder)]
+
+    def _sweep_values(self, parameter: str, decoder: str) -> tuple[float, ...]:
+        if self.config.sweep_values is not None:
+            return tuple(self.config.sweep_values)
+        if parameter == "shift":  # each decoder over its own range
+            low, high = self.info.shift_ranges[decoder]
+            return tuple(float(v) for v in np.linspace(low, high, 5))
+        return DEFAULT_SWEEP_VALUES[parameter]
 
     def run_sweep(self) -> list[dict[str, str]]:
         parameter, bpp, plan = self.sweep_plan()

@@ -12,7 +12,7 @@ that the autoencoder blurred lives; its coarse structure needs no re-generating.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -40,22 +40,28 @@ def alpha_sigma(lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @dataclass(frozen=True)
 class ShiftRange:
-    """The schedule shifts a diffusion decoder was trained on: each training sample draws
-    its shift uniformly from [low, high], so the network has seen every logSNR in
-    [LOGSNR_MIN + 2·low, LOGSNR_MAX + 2·high] and can be sampled with any shift inside."""
+    """A range of schedule shifts; by default the ones a diffusion decoder was trained on:
+    each training sample draws its shift uniformly from [low, high], so the network has seen
+    every logSNR in [LOGSNR_MIN + 2·low, LOGSNR_MAX + 2·high] and can be sampled with any shift
+    inside. (The flow's step-time shifts are flow.FLOW_SHIFT_RANGE.) ``name`` says in errors
+    what the range is."""
 
     low: float = 0.0
     high: float = 3.0
+    name: str = field(default="the trained range", compare=False)
 
     def __post_init__(self) -> None:
         if not self.low <= self.high:
             raise SettingsError(f"shift range [{self.low}, {self.high}] is empty")
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return self.low, self.high
+
     def check(self, shift: float) -> None:
-        """Raise SettingsError unless ``shift`` lies in the trained range."""
+        """Raise SettingsError unless ``shift`` lies in the range."""
         if not self.low <= shift <= self.high:
-            raise SettingsError(f"schedule shift {shift:g} is outside the trained range "
-                                f"[{self.low:g}, {self.high:g}]")
+            raise SettingsError(f"schedule shift {shift:g} is outside {self.name} [{self.low:g}, {self.high:g}]")
 
     def sample(self, n: int, generator: Optional[torch.Generator] = None,
                device: torch.device | str = "cpu") -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch
 
 from .diffusion import DEFAULT_RESIDUAL_SIGMA, sample_diffusion
 from .errors import ImageError, SettingsError, WeightsError
-from .flow import DEFAULT_FLOW_SIGMA, Solver, StartNoise, sample_flow
+from .flow import DEFAULT_FLOW_SIGMA, FLOW_SHIFT_RANGE, Solver, StartNoise, sample_flow
 from .progress import CancelToken, StepCallback, StepInfo
 from .schedules import ShiftRange
 from .tiling import tiled
@@ -43,7 +43,7 @@ TILE_BATCH = {"cpu": 1, "cuda": 8}  # tiles per network call; the CPU gains noth
 class TrainedFacts:
     """What the weights were trained with; stored beside them and checked at sampling time."""
 
-    shift_range: ShiftRange = field(default_factory=ShiftRange)  # diffusion
+    shift_range: ShiftRange = field(default_factory=ShiftRange)  # diffusion: the shifts it trained on
     flow_sigma: StartNoise = StartNoise.constant(DEFAULT_FLOW_SIGMA)  # flow: start-noise σ in [-1, 1], by rate
     train_steps: int = 0  # optimiser steps the weights have seen
     crop: int = 256  # training crop size in pixels
@@ -78,6 +78,13 @@ class TrainedFacts:
                        str(data.get("condition", "decoded")))
         except (TypeError, ValueError, SettingsError) as exc:
             raise WeightsError(f"unreadable decoder facts {data}: {exc}") from exc
+
+
+def sampling_shift_range(kind: str, facts: TrainedFacts) -> ShiftRange:
+    """The schedule shifts a ``kind`` decoder samples with: the diffusion decoder's trained range
+    (each shift is a different set of logSNRs), any in FLOW_SHIFT_RANGE for the flow (a shift only
+    moves its step times)."""
+    return facts.shift_range if kind == "diffusion" else FLOW_SHIFT_RANGE
 
 
 def cpu_supports_bf16() -> bool:
@@ -159,10 +166,9 @@ class ScoreDecoder:
             raise SettingsError(f"realism must be in [0, 1], got {realism:g}")
         if solver not in ("euler", "heun"):
             raise SettingsError(f"unknown flow solver {solver!r}; use 'euler' or 'heun'")
-        if self.kind == "diffusion":
-            self.facts.shift_range.check(shift)
+        sampling_shift_range(self.kind, self.facts).check(shift)
 
-    def refine(self, x_ae: torch.Tensor, steps: int = 16, shift: float = 1.0, noise: float = 0.0,
+    def refine(self, x_ae: torch.Tensor, steps: int = 16, shift: float = 0.0, noise: float = 0.0,
                seed: int = 0, realism: float = 1.0, solver: Solver = "euler",
                on_step: Optional[StepCallback] = None, cancel: Optional[CancelToken] = None,
                tile_size: int = DEFAULT_TILE, device: torch.device | str | None = None,
@@ -174,7 +180,8 @@ class ScoreDecoder:
 
         diffusion: ``shift`` is the logSNR shift, ``noise`` the sampler noise γ (0 = DDIM,
         1 = DDPM). flow: ``noise`` is the fraction of the start noise redrawn before each step
-        (0 = the ODE; see sample_flow), ``solver`` picks Euler or Heun, ``shift`` is unused.
+        (0 = the ODE; see sample_flow), ``solver`` picks Euler or Heun, ``shift`` moves the step
+        times toward the end (+) or the start (−) of the path (flow_times).
         The output (and every step's estimate) is realism·x + (1 − realism)·base, ``base``
         defaulting to x_ae; the engine passes the post-filtered x_ae, an estimate of E[x | x_ae]:
         blending a posterior sample with the MMSE estimate is what trades distortion for realism
@@ -221,5 +228,5 @@ class ScoreDecoder:
             else:
                 sigma = self.facts.flow_sigma.at(float(rate) if rate is not None else 0.0)
                 x = sample_flow(fn, cond, steps, sigma, noise, solver, generator, report, cancel,
-                                self.facts.residual_sigma)
+                                self.facts.residual_sigma, shift)
             return blend(x).to(x_ae.device)

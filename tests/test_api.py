@@ -109,7 +109,9 @@ def test_info_lists_decoders_and_defaults(engine):
     info = engine.info
     assert set(info.decoders) == {"ae", "diffusion", "flow"}
     assert info.defaults["flow"].decoder == "flow"
-    assert info.shift_range[0] <= info.defaults["diffusion"].shift <= info.shift_range[1]
+    low, high = info.shift_ranges["diffusion"]
+    assert low <= info.defaults["diffusion"].shift <= high
+    assert info.shift_ranges["flow"] == (-3.0, 3.0) and info.defaults["flow"].shift == 0.0
     assert info.flow_sigma == engine.decoder("flow").facts.flow_sigma
     from engine.weights import file_hash
     assert info.decoder_hashes == {kind: file_hash(engine.weights_dir / f"{kind}.safetensors")

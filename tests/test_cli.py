@@ -152,11 +152,11 @@ def test_refined_decode_merges_defaults_and_reports_steps(capsys, tmp_path, weig
     assert seen["settings"].noise == defaults.noise  # unset options keep the weights' defaults
     assert err.splitlines() == ["step 1/2  0.1 s", "step 2/2  0.2 s"]
     assert "--steps 3" in printed and "--seed 7" in printed
-    assert "--solver euler" in printed and "--shift" not in printed  # only what the flow reads
+    assert "--solver euler" in printed and "--shift 0.0" in printed  # what the flow reads
     assert (tmp_path / "r.png").exists()
 
 
-@pytest.mark.parametrize("decoder, option, value", [("ae", "--steps", "4"), ("flow", "--shift", "1"),
+@pytest.mark.parametrize("decoder, option, value", [("ae", "--steps", "4"), ("ae", "--shift", "1"),
                                                     ("diffusion", "--solver", "heun")])
 def test_options_a_decoder_does_not_read_are_refused(capsys, tmp_path, weights, encoded, decoder, option, value):
     out = tmp_path / "x.png"
@@ -227,6 +227,8 @@ def test_model_command_describes_the_weights(capsys, weights):
     assert re.search(r"^flow defaults +--steps \d+ .*--solver euler$", printed, re.M)
     assert re.search(r"^flow start noise +x_ae \+ σ·ε in \[-1, 1\], σ = 0\.25$", printed, re.M)
     assert re.search(r"^diffusion defaults +--steps \d+ --shift \S+ .*--realism \S+$", printed, re.M)
+    assert re.search(r"^diffusion shift range +0 \.\. 3$", printed, re.M)
+    assert re.search(r"^flow shift range +-3 \.\. 3$", printed, re.M)
     assert re.search(r"^flow refines +the autoencoder's unfiltered output \(g_s\)$", printed, re.M)
 
 
@@ -236,7 +238,7 @@ def test_default_realism_follows_the_files_rate(capsys, tmp_path, weights, encod
     (folder / "decode_defaults.json").write_text(json.dumps(
         {"flow": {"steps": 2, "noise": 0.0, "solver": "euler", "realism": [[0.2, 1.0], [0.8, 0.0]]}}))
     code, printed, _ = hfd(capsys, "model", weights=folder)
-    assert code == 0 and re.search(r"^flow defaults +--steps 2 --noise 0.0 --seed 0 --solver euler$", printed, re.M)
+    assert code == 0 and re.search(r"^flow defaults +--steps 2 --shift 0.0 --noise 0.0 --seed 0 --solver euler$", printed, re.M)
     assert re.search(r"^flow realism +by the file's rate: 1 up to rate 0.2, 0 from rate 0.8 \(linear between\)$",
                      printed, re.M)
     assert re.search(r"^diffusion defaults +.*--realism 1.0$", printed, re.M)  # no schedule: one realism

@@ -38,7 +38,8 @@ class FakeEngine:
     def __init__(self, lowest_bpp=0.0):
         self.lowest_bpp, self.encodes, self._images = lowest_bpp, 0, {}
         self.info = ModelInfo(model_id="fake", weights_hash="0123456789abcdef", rate_range=(0.0, 1.0),
-                              bpp_range=(0.05, 1.0), shift_range=(0.0, 2.0), decoders=("ae", "diffusion", "flow"),
+                              bpp_range=(0.05, 1.0), decoders=("ae", "diffusion", "flow"),
+                              shift_ranges={"diffusion": (0.0, 2.0), "flow": (-1.0, 1.0)},
                               defaults={"diffusion": DecodeSettings("diffusion", steps=16),
                                         "flow": DecodeSettings("flow", steps=4, noise=1.0, realism=None)},
                               realism={"flow": RealismSchedule(((0.1, 1.0), (0.4, 0.5)))})
@@ -117,8 +118,8 @@ def test_run_writes_rows_summary_report_and_crops(images, tmp_path):
     assert json.loads((out / "summary.json").read_text())["points"] == json.loads(json.dumps(summary["points"]))
     report = (out / "report.md").read_text()
     assert "## Target 0.5 bpp" in report and "| diffusion:8 |" in report and "BD-rate" in report
-    assert ("Decode settings: diffusion:8: steps 8, shift 1, noise 0, seed 0, realism 1; "
-            "flow:4: steps 4, noise 1, seed 0, realism 1 up to rate 0.1, 0.5 from rate 0.4 (linear between), "
+    assert ("Decode settings: diffusion:8: steps 8, shift 0, noise 0, seed 0, realism 1; "
+            "flow:4: steps 4, shift 0, noise 1, seed 0, realism 1 up to rate 0.1, 0.5 from rate 0.4 (linear between), "
             "solver euler.") in report
     assert "## Refined decodes against the autoencoder-only decode" in report  # without FID: Δ PSNR, Δ ST-LPIPS
     assert [(v["method"], v["target_bpp"], "fid" in v) for v in summary["versus_ae"]] == [
@@ -192,13 +193,17 @@ def test_realism_sweep_runs_from_the_autoencoder_image_to_the_refined_one(images
     assert points[1.0]["psnr"] < points[0.5]["psnr"] < main["ae"]["psnr"]  # the fake adds noise
 
 
-def test_shift_sweep_needs_diffusion(images, tmp_path):
-    cfg = config(images, tmp_path / "out", decoders="ae,flow", sweep="shift")
-    with pytest.raises(SettingsError, match="shift sweep needs"):
+def test_shift_sweep_covers_each_decoders_own_range(images, tmp_path):
+    cfg = config(images, tmp_path / "out", decoders="ae", sweep="shift")
+    with pytest.raises(SettingsError, match="shift sweep needs a refining decoder"):
         ev.Evaluation(FakeEngine(), cfg)  # refused before any work
     cfg = config(images, tmp_path / "out", sweep="shift")
     parameter, bpp, plan = ev.Evaluation(FakeEngine(), cfg).sweep_plan()
-    assert bpp == 1.0 and [v for _, v in plan] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert bpp == 1.0
+    assert [(m.settings.decoder, v) for m, v in plan] == [("diffusion", v) for v in (0.0, 0.5, 1.0, 1.5, 2.0)] + \
+        [("flow", v) for v in (-1.0, -0.5, 0.0, 0.5, 1.0)]
+    cfg = config(images, tmp_path / "out", decoders="ae,flow", sweep="shift", sweep_values=(2.0,))
+    assert [v for _, v in ev.Evaluation(FakeEngine(), cfg).sweep_plan()[2]] == [2.0]
 
 
 @pytest.mark.parametrize("dims", [64, 6])

@@ -3,7 +3,7 @@ import torch
 
 from engine.errors import Cancelled, SettingsError
 from engine.diffusion import DEFAULT_RESIDUAL_SIGMA
-from engine.flow import flow_loss, prior_velocity, sample_flow
+from engine.flow import FLOW_SHIFT_RANGE, flow_loss, flow_times, prior_velocity, sample_flow
 from engine.progress import CancelToken
 
 SHAPE = (1, 3, 8, 12)
@@ -93,6 +93,30 @@ def test_sampler_noise_zero_is_the_plain_euler_integration():
     for t in (0.0, 0.2, 0.4, 0.6, 0.8):
         z = z + 0.2 * field(z, cond, torch.tensor([t]))
     assert torch.allclose(out, ((z + 1) / 2).clamp(0, 1), atol=1e-12)
+
+
+@pytest.mark.parametrize("shift", [-3.0, -0.5, 0.7, 3.0])
+def test_shifted_step_times_add_twice_the_shift_to_each_logsnr(shift):
+    times = torch.tensor(flow_times(8, shift), dtype=torch.float64)
+    uniform = torch.linspace(0, 1, 9, dtype=torch.float64)
+    assert times[0] == 0 and times[-1] == 1 and bool((times.diff() > 0).all())
+    logsnr = lambda t: 2 * torch.log(t / (1 - t))
+    assert torch.allclose(logsnr(times[1:-1]), logsnr(uniform[1:-1]) + 2 * shift)
+    assert flow_times(8, 0.0) == pytest.approx(uniform.tolist())
+    # + spends the steps near the clean end: a longer first step, a shorter last one
+    first, last = times[1] - times[0], times[-1] - times[-2]
+    assert (first > 1 / 8 > last) if shift > 0 else (first < 1 / 8 < last)
+
+
+def test_the_sampler_steps_at_the_shifted_times():
+    _, x_ae = target_and_condition()
+    seen = []
+    field = lambda z, c, t: seen.append(t[0].item()) or torch.zeros_like(z)
+    sample_flow(field, x_ae, 4, 0.2, 0.0, "euler", torch.Generator().manual_seed(3), shift=1.0)
+    assert seen == pytest.approx(flow_times(4, 1.0)[:-1])
+    assert FLOW_SHIFT_RANGE.bounds == (-3.0, 3.0)
+    with pytest.raises(SettingsError, match=r"schedule shift 3.5 is outside the flow's range \[-3, 3\]"):
+        FLOW_SHIFT_RANGE.check(3.5)
 
 
 def test_full_sampler_noise_restarts_each_step_from_fresh_start_noise():

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from engine.api import DecodeSettings, Engine
+from engine.api import FALLBACK_DEFAULTS, DecodeSettings, Engine
 from engine.errors import SettingsError, WeightsError
 from engine.realism import RealismSchedule
 from engine.testing import write_tiny_weights
@@ -78,6 +78,16 @@ def test_decode_blends_by_the_rate_of_the_file(scheduled):
         x_ae, DecodeSettings("diffusion", steps=2, shift=0.0, noise=0.0, realism=1.0), rate=enc.rate))
     with pytest.raises(SettingsError, match="depends on the rate the file was coded at"):
         scheduled.refine(x_ae, default)
+
+
+def test_settings_a_defaults_file_leaves_out_keep_the_fallback(tmp_path):
+    weights = write_tiny_weights(tmp_path)
+    (weights / "decode_defaults.json").write_text(json.dumps({"flow": {"steps": 8, "noise": 0.5, "realism": 0.5}}))
+    info = Engine(weights, device="cpu").info
+    flow = info.defaults["flow"]
+    # a file from before the flow read the shift: its flow keeps uniform steps
+    assert (flow.steps, flow.noise, flow.shift, flow.solver) == (8, 0.5, 0.0, "euler")
+    assert info.defaults["diffusion"] == DecodeSettings("diffusion", realism=None, **FALLBACK_DEFAULTS["diffusion"])
 
 
 def test_unreadable_decode_defaults_name_the_file(tmp_path):

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from engine.errors import Cancelled, ImageError, SettingsError, WeightsError
-from engine.flow import StartNoise
+from engine.flow import FLOW_SHIFT_RANGE, StartNoise
 from engine.progress import CancelToken
 from engine.schedules import ShiftRange
-from engine.score_decoder import ScoreDecoder, TrainedFacts
+from engine.score_decoder import ScoreDecoder, TrainedFacts, sampling_shift_range
 from engine.unet import ConditionalUNet, UNetConfig
 from engine.weights import save_weights
 
@@ -98,8 +98,14 @@ def test_settings_outside_their_range_are_named(settings, message):
         decoder("diffusion").refine(x_ae(), **settings)
 
 
-def test_flow_ignores_the_diffusion_shift_and_images_must_be_one_rgb_tensor():
-    decoder("flow").refine(x_ae(), steps=1, shift=99.0)
+def test_flow_reads_the_shift_within_its_own_range_and_images_must_be_one_rgb_tensor():
+    flow, image = decoder("flow"), x_ae()
+    assert sampling_shift_range("flow", flow.facts) == FLOW_SHIFT_RANGE
+    uniform = flow.refine(image, steps=3, seed=1)
+    assert torch.equal(uniform, flow.refine(image, steps=3, seed=1, shift=0.0))
+    assert not torch.equal(uniform, flow.refine(image, steps=3, seed=1, shift=2.5))  # beyond the diffusion's [0, 2]
+    with pytest.raises(SettingsError, match=r"schedule shift -3.5 is outside the flow's range \[-3, 3\]"):
+        flow.refine(image, steps=3, shift=-3.5)
     with pytest.raises(ImageError, match=r"expected a 1×3×H×W image tensor, got shape \(3, 24, 40\)"):
         decoder("flow").refine(x_ae()[0])
 

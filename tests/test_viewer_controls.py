@@ -11,9 +11,9 @@ from viewer.controls import TIPS, ControlPanel, ControlValues
 from viewer.float_slider import FloatSlider
 
 INFO = ModelInfo(model_id="m", weights_hash="h", rate_range=(0.0, 1.0), bpp_range=(0.1, 0.8),
-                 shift_range=(0.5, 2.0), decoders=("ae", "diffusion", "flow"),
+                 shift_ranges={"diffusion": (0.5, 2.0), "flow": (-3.0, 3.0)}, decoders=("ae", "diffusion", "flow"),
                  defaults={"diffusion": DecodeSettings("diffusion", steps=32, shift=1.5, noise=0.2, realism=None),
-                           "flow": DecodeSettings("flow", steps=8, shift=0.0, noise=1.0, realism=0.5)},
+                           "flow": DecodeSettings("flow", steps=8, shift=-0.5, noise=1.0, realism=0.5)},
                  realism={"diffusion": RealismSchedule(((0.5, 1.0), (0.7, 0.5)))})
 
 
@@ -42,7 +42,7 @@ def test_model_info_sets_the_slider_ranges(panel):
     assert panel.bpp.range() == (0.1, 0.8)
     assert panel.shift.range() == (0.5, 2.0)
     assert panel.values().bpp == pytest.approx(0.2, rel=0.01)
-    assert panel.values().shift == pytest.approx(1.0, abs=0.01)
+    assert panel.values().shift == pytest.approx(0.5, abs=0.01)  # 0, clamped into this diffusion's range
 
 
 def test_moving_a_control_emits_the_new_values(panel, qtbot):
@@ -57,7 +57,7 @@ def test_moving_a_control_emits_the_new_values(panel, qtbot):
     assert blocker.args[0].optimise is True
 
 
-def test_switching_decoder_brings_its_defaults_and_disables_shift_for_the_flow(panel, qtbot):
+def test_switching_decoder_brings_its_defaults_and_its_shift_range(panel, qtbot):
     with qtbot.waitSignal(panel.changed, timeout=1000) as blocker:
         panel.decoder.setCurrentIndex(panel.decoder.findData("flow"))
     values = blocker.args[0]
@@ -65,11 +65,23 @@ def test_switching_decoder_brings_its_defaults_and_disables_shift_for_the_flow(p
     assert not values.realism_auto and values.settings().realism == 0.5  # this model's flow: one realism
     assert panel.realism.value() == pytest.approx(0.5) and panel.realism.isEnabled()
     assert values.seed == 7  # the seed is the user's, not the decoder's
-    assert not panel.shift.isEnabled()
+    # the flow's shift moves its step times, over its own range (below the diffusion's)
+    assert panel.shift.isEnabled() and panel.shift.range() == (-3.0, 3.0)
+    assert values.shift == pytest.approx(-0.5, abs=0.01) and values.settings().shift == values.shift
     with qtbot.waitSignal(panel.changed, timeout=1000) as blocker:
         panel.decoder.setCurrentIndex(panel.decoder.findData("diffusion"))
     assert blocker.args[0].realism_auto and blocker.args[0].settings().realism is None
     assert not panel.realism.isEnabled()
+    assert panel.shift.range() == (0.5, 2.0) and blocker.args[0].shift == pytest.approx(1.5, abs=0.01)
+    panel.decoder.setCurrentIndex(panel.decoder.findData("ae"))
+    assert not panel.shift.isEnabled()  # the autoencoder has no schedule
+
+
+def test_a_flow_remembered_before_it_read_the_shift_keeps_uniform_steps():
+    old = {"decoder": "flow", "steps": 8, "shift": 1.0}  # stored without a version
+    assert ControlValues.from_dict(old).shift == 0.0
+    assert ControlValues.from_dict({**old, "decoder": "diffusion"}).shift == 1.0
+    assert ControlValues.from_dict({**old, "version": 2}).shift == 1.0  # set by hand since
 
 
 def test_auto_realism_shows_the_files_blend_and_unticking_it_keeps_that_blend(panel, qtbot):

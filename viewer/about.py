@@ -20,7 +20,8 @@ def model_facts_html(info: Optional[ModelInfo], device: str) -> str:
             f"<tr><td>Weights hash</td><td><code>{info.weights_hash}</code></td></tr>"
             f"<tr><td>Decoders</td><td>{decoders}</td></tr>"
             f"<tr><td>Bitrate range</td><td>{info.bpp_range[0]:.3f}–{info.bpp_range[1]:.3f} bpp</td></tr>"
-            f"<tr><td>Schedule shift range</td><td>{info.shift_range[0]:+.2f} to {info.shift_range[1]:+.2f}</td></tr>"
+            + "".join(f"<tr><td>Schedule shift range, {kind}</td><td>{low:+.2f} to {high:+.2f}</td></tr>"
+                      for kind, (low, high) in info.shift_ranges.items())
             + (f"<tr><td>Flow start noise</td><td>σ = {info.flow_sigma.describe()}</td></tr>"
                if info.flow_sigma is not None else "")
             + (f"<tr><td>Post-filter</td><td>yes (<code>{info.post_filter_hash}</code>): the autoencoder "

@@ -34,8 +34,9 @@ TIPS = {
              "network. With the shipped weights more steps do not mean a better picture: the flow "
              "invents more texture and strays further from the original, the diffusion decoder "
              "gets worse. The recommended count was measured best.",
-    "shift": "Moves the diffusion noise schedule toward less noise. Higher: the decoder trusts the "
-             "autoencoder image more and changes less.",
+    "shift": "Moves the noise schedule toward less noise (the flow: spends its steps near the end of "
+             "its path). Higher: the decoder trusts the autoencoder image more and changes less; "
+             "lower: it invents more.",
     "noise": "Fresh randomness added at each step. 0 = deterministic (diffusion: DDIM; flow: its ODE), "
              "1 = fully stochastic (diffusion: ancestral DDPM; flow: the start noise is drawn afresh "
              "before every step).",
@@ -56,6 +57,8 @@ TIPS = {
 # The fixed realism defaults of the versions before it followed the rate (1 until 2026-11-27,
 # then 0.5): a remembered value among them was the default, not a choice.
 OLD_DEFAULT_REALISMS = (1.0, 0.5)
+# ControlValues.version: 1 (not stored) until the flow read the shift, which it had ignored.
+CONTROLS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -66,13 +69,14 @@ class ControlValues:
     optimise: bool = False  # encoder-side latent optimisation
     decoder: str = "diffusion"
     steps: int = 16
-    shift: float = 1.0
+    shift: float = 0.0
     noise: float = 0.0
     seed: int = 0
     realism: float = 1.0
     realism_auto: bool = True  # the weights' realism for the file's rate; ``realism`` is then only shown
     codec: str = "jpeg"
     device: str = "auto"
+    version: int = CONTROLS_VERSION  # of what the remembered values mean
 
     def settings(self) -> DecodeSettings:
         return DecodeSettings(decoder=self.decoder, steps=self.steps, shift=self.shift, noise=self.noise,
@@ -95,6 +99,9 @@ class ControlValues:
             # Remembered by a version without the automatic blend, which decoded every file at the
             # slider's value: one that is no old default was set by hand, so it stays in force.
             values = replace(values, realism_auto=False)
+        if "version" not in data and values.decoder == "flow":
+            # Remembered before the flow read the shift: it decoded with uniform steps (shift 0).
+            values = replace(values, shift=0.0)
         return values
 
 
@@ -208,6 +215,7 @@ class ControlPanel(QWidget):
             self.optimise.setChecked(values.optimise)
             self._select(self.decoder, values.decoder)
             self.steps.setValue(values.steps)
+            self._fit_shift_range(values.decoder)
             self.shift.setValue(values.shift)
             self.noise.setValue(values.noise)
             self.seed.setValue(values.seed)
@@ -216,7 +224,6 @@ class ControlPanel(QWidget):
             self.realism.setEnabled(not values.realism_auto)
             self._select(self.codec, values.codec)
             self._select(self.device, values.device)
-            self.shift.setEnabled(self.decoder.currentData() == "diffusion")
 
     def set_info(self, info: ModelInfo, use_defaults: bool = False) -> None:
         """Fit the ranges and decoder list to the loaded weights; ``use_defaults`` also takes the
@@ -225,7 +232,6 @@ class ControlPanel(QWidget):
         values = self.values()
         with self._silently():
             self.bpp.setRange(*info.bpp_range)
-            self.shift.setRange(*info.shift_range)
             for key in DECODER_LABELS:
                 index = self.decoder.findData(key)
                 self.decoder.model().item(index).setEnabled(key in info.decoders)
@@ -235,8 +241,16 @@ class ControlPanel(QWidget):
                 values = self._with_defaults(replace(values, decoder=usable[0]))
         elif use_defaults:
             values = self._with_defaults(values)
+        shift_range = info.shift_ranges.get(values.decoder, (values.shift, values.shift))
         self.set_values(replace(values, bpp=_clamp(values.bpp, info.bpp_range),
-                                shift=_clamp(values.shift, info.shift_range)))
+                                shift=_clamp(values.shift, shift_range)))
+
+    def _fit_shift_range(self, decoder: str) -> None:
+        """The shift slider spans ``decoder``'s shifts, and only a decoder with a schedule enables it."""
+        shift_range = self._info.shift_ranges.get(decoder) if self._info is not None else None
+        if shift_range is not None:
+            self.shift.setRange(*shift_range)
+        self.shift.setEnabled(shift_range is not None)
 
     def show_encoded(self, nbytes: int, bpp: float, at_minimum: bool = False) -> None:
         """``at_minimum``: the target was below the smallest file the model makes for this image."""
