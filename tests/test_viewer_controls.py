@@ -128,6 +128,8 @@ def test_about_lists_the_model_facts():
 
     html = model_facts_html(INFO, "cpu")
     assert "0.100–0.800 bpp" in html and "diffusion, flow" in html and "cpu" in html
+    assert "Schedule shift range, diffusion</td><td>+0.50 to +2.00</td>" in html
+    assert "Schedule shift range, flow</td><td>-3.00 to +3.00</td>" in html
     assert "Flow start noise" not in html  # weights without a flow have none to state
     one = dataclasses.replace(INFO, flow_sigma=StartNoise.constant(0.1))
     assert "σ = 0.1</td>" in model_facts_html(one, "cpu")
