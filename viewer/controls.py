@@ -241,9 +241,8 @@ class ControlPanel(QWidget):
                 values = self._with_defaults(replace(values, decoder=usable[0]))
         elif use_defaults:
             values = self._with_defaults(values)
-        shift_range = info.shift_ranges.get(values.decoder, (values.shift, values.shift))
-        self.set_values(replace(values, bpp=_clamp(values.bpp, info.bpp_range),
-                                shift=_clamp(values.shift, shift_range)))
+        # set_values fits the shift slider to the decoder's range, which clamps the shift
+        self.set_values(replace(values, bpp=_clamp(values.bpp, info.bpp_range)))
 
     def _fit_shift_range(self, decoder: str) -> None:
         """The shift slider spans ``decoder``'s shifts, and only a decoder with a schedule enables it."""
