@@ -3,9 +3,12 @@
 Every source photo is already lossy, so each is downscaled by at least 2× (area reduction, then
 Lanczos), which averages the source's block artefacts away, and re-encoded as a 4:4:4 JPEG at
 high quality. Photos go to DST/train or DST/val by a hash of the file name (the same rule as
-engine.dataset), so a photo never contributes to both; licences are copied along."""
+engine.dataset), so a photo never contributes to both; licences are copied along. A marker file
+says what was done, so training uses a pack's photos at their packed size rather than
+downscaling them a second time (``training_downscale``)."""
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,7 @@ from .dataset import is_validation, list_images
 from .errors import HfdError, SettingsError
 
 MIN_DOWNSCALE = 2.0
+MARKER = "pack.json"
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,20 @@ def pack_photos(src: str | Path, dst: str | Path, max_side: int = 768, quality: 
         counts[split] += 1
     if (src / "licenses").is_dir():
         shutil.copytree(src / "licenses", dst / "licenses", dirs_exist_ok=True)
+    (dst / MARKER).write_text(json.dumps({"min_downscale": MIN_DOWNSCALE, "max_side": max_side, "quality": quality,
+                                          "val_fraction": val_fraction}, indent=1) + "\n")
     nbytes = sum(p.stat().st_size for split in counts for p in (dst / split).glob("*.jpg"))
     log(f"packed {counts['train']} train + {counts['val']} val photos, {nbytes / 2**20:.1f} MiB, into {dst}")
     return PackReport(counts["train"], counts["val"], nbytes)
+
+
+def is_pack(folder: str | Path) -> bool:
+    """Whether ``folder`` was written by ``pack_photos`` (its marker is there)."""
+    return (Path(folder) / MARKER).is_file()
+
+
+def training_downscale(folder: str | Path) -> float:
+    """The downscale training applies by default to the photos of ``folder``: none for a pack, whose
+    photos are already ≥2× downscaled (a second 2× would train on textures half the size of those the
+    codec sees at the pack's resolution), MIN_DOWNSCALE for any other folder of lossy photos."""
+    return 1.0 if is_pack(folder) else MIN_DOWNSCALE

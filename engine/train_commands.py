@@ -30,8 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
-    p.add_argument("--downscale", type=float, default=2.0,
-                   help="downscale factor applied to every photo first (sources are lossy: keep ≥ 2)")
+    p.add_argument("--downscale", type=float, default=None,
+                   help="downscale factor applied to every photo first (sources are lossy: keep ≥ 2); "
+                        "default 1 for a folder from `hfd data pack` (already ≥2× downscaled), else 2")
     p.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in fp32")
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
@@ -105,6 +106,7 @@ def _extend(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     from .api import default_weights_dir
+    from .data_pack import is_pack, training_downscale
     from .dataset import PhotoSet, split_photos
     from .training import TrainConfig
 
@@ -128,9 +130,12 @@ def run(args: argparse.Namespace) -> int:
     train_paths, val_paths = split_photos(args.data)
     if not train_paths:
         raise HfdError(f"no training images found in {args.data} (fetch some with `hfd data fetch DIR`)")
-    print(f"{len(train_paths)} training photos, {len(val_paths)} validation photos; loading…")
-    train = PhotoSet.load(train_paths, args.downscale, args.crop)
-    val = PhotoSet.load(val_paths, args.downscale, args.crop)
+    downscale = args.downscale if args.downscale is not None else training_downscale(args.data)
+    kind = "a pack from `hfd data pack`" if is_pack(args.data) else "photos"
+    print(f"{len(train_paths)} training photos, {len(val_paths)} validation photos ({kind}, "
+          f"downscaled {downscale:g}× for training); loading…")
+    train = PhotoSet.load(train_paths, downscale, args.crop)
+    val = PhotoSet.load(val_paths, downscale, args.crop)
     config = TrainConfig(out_dir=args.out or Path("runs") / args.stage, steps=args.steps,
                          lr=args.lr or (2e-4 if args.stage == "autoencoder" else 1e-4), batch=args.batch,
                          crop=args.crop, seed=args.seed, device=args.device, bf16=args.bf16,

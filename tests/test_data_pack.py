@@ -1,11 +1,13 @@
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from engine import data_fetch
 from engine.cli import main
-from engine.data_pack import packed_size, pack_photos
-from engine.dataset import is_validation
+from engine.data_pack import MARKER, is_pack, packed_size, pack_photos, training_downscale
+from engine.dataset import PhotoSet, is_validation
 from engine.errors import HfdError, SettingsError
 from photo_like import photo_like
 
@@ -75,3 +77,33 @@ def test_cli_pack_and_fetch(fetched, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(data_fetch.shutil, "which", lambda tool: None)
     assert main(["data", "fetch", str(tmp_path / "photos")]) == 1
     assert "needs apt-get and dpkg-deb" in capsys.readouterr().err
+
+
+def test_a_pack_is_marked_so_training_uses_its_photos_at_their_packed_size(fetched, tmp_path):
+    dst = tmp_path / "pack"
+    pack_photos(fetched, dst, max_side=64, quality=90, log=lambda _: None)
+    assert json.loads((dst / MARKER).read_text()) == {"min_downscale": 2.0, "max_side": 64, "quality": 90,
+                                                      "val_fraction": 0.1}
+    assert is_pack(dst) and training_downscale(dst) == 1.0
+    assert not is_pack(fetched) and training_downscale(fetched) == 2.0
+
+
+@pytest.mark.parametrize("packed, extra, expected", [(True, [], 1.0), (False, [], 2.0), (True, ["--downscale", "3"], 3.0)])
+def test_train_downscales_fetched_photos_but_not_a_pack_again(fetched, tmp_path, monkeypatch, capsys,
+                                                              packed, extra, expected):
+    factors = []
+
+    def load(cls, paths, downscale=2.0, min_side=256):
+        factors.append(downscale)
+        raise HfdError("stopped before training")
+
+    monkeypatch.setattr(PhotoSet, "load", classmethod(load))
+    data = fetched
+    if packed:
+        data = tmp_path / "pack"
+        pack_photos(fetched, data, max_side=64, log=lambda _: None)
+    assert main(["train", "flow", "--data", str(data), "--out", str(tmp_path / "run"), *extra]) != 0
+    assert factors == [expected]
+    out = capsys.readouterr().out
+    assert f"downscaled {expected:g}× for training" in out
+    assert ("a pack from `hfd data pack`" in out) == packed
