@@ -175,6 +175,6 @@ def train_autoencoder(data: PhotoSet, val: PhotoSet, config: TrainConfig,
         loss_fn = synthesis_loss
     if add_context:
         model = model.with_context()  # likewise
-    trainer = Trainer(model, loss_fn, data.crops(config.crop, config.batch, config.seed), config, on_checkpoint)
+    trainer = Trainer(model, loss_fn, partial(data.crops, config.crop, config.batch), config, on_checkpoint)
     trainer.run()
     return export_path

@@ -16,19 +16,27 @@ if TYPE_CHECKING:
 STAGES = ("autoencoder", "diffusion", "flow", "postfilter")
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show: a None default means the
+    option's help says what is used instead (e.g. "default 1 for a pack, else 2")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train the autoencoder or a score-based decoder",
-                              description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              description=__doc__, formatter_class=_DefaultsHelp)
     p.add_argument("stage", choices=STAGES)
     p.add_argument("--data", type=Path, default=Path("data/photos"),
                    help="folder of photos (with train/ and val/ subfolders, or split by file-name hash)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<stage>)")
-    p.add_argument("--steps", type=int, default=20_000)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--steps", type=int, default=20_000, help="optimiser steps; the learning rate anneals over them")
+    p.add_argument("--batch", type=int, default=8, help="crops per step (per process under torchrun)")
+    p.add_argument("--crop", type=int, default=256, help="crop side, px")
     p.add_argument("--lr", type=float, default=None, help="default 2e-4 (autoencoder), 1e-4 (decoders)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=0, help="seeds the crops, the noise and a new model's weights")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when torch sees it")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     p.add_argument("--downscale", type=float, default=None,
                    help="downscale factor applied to every photo first (sources are lossy: keep ≥ 2); "

@@ -149,7 +149,7 @@ def train_decoder(kind: DecoderKind, autoencoder_path: str | Path, data: PhotoSe
         return {"val_loss": sum(losses) / len(losses)}
 
     trainer = Trainer(net, decoder_loss(kind, ae, facts, post_filter=post_filter),
-                      data.crops(config.crop, config.batch, config.seed), config, on_checkpoint)
+                      partial(data.crops, config.crop, config.batch), config, on_checkpoint)
     ae.to(trainer.device)
     if post_filter is not None:
         post_filter.net.to(trainer.device)
@@ -191,7 +191,7 @@ def train_post_filter(autoencoder_path: str | Path, data: PhotoSet, val: PhotoSe
         return {"val_loss": filtered_mse / len(val_batches),
                 "val_gain_db": 10 * math.log10(ae_mse / filtered_mse)}
 
-    trainer = Trainer(net, loss_fn, data.crops(config.crop, config.batch, config.seed), config, on_checkpoint)
+    trainer = Trainer(net, loss_fn, partial(data.crops, config.crop, config.batch), config, on_checkpoint)
     ae.to(trainer.device)
     trainer.run()
     return export_path

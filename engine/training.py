@@ -48,6 +48,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def data_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of the training crops for one process starting at ``step``: distinct per (seed, rank,
+    step), unlike seed + rank + step, under which rank 1 at step 0 would draw rank 0's crops of a
+    run resumed at step 1."""
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -79,12 +86,15 @@ class Distributed:
 
 
 class Trainer:
-    """Runs ``loss_fn`` over ``batches`` until ``config.steps``; resumes from out_dir.
+    """Runs ``loss_fn`` over the batches of ``make_batches(seed)`` until ``config.steps``; resumes from
+    out_dir. The seed differs per DDP rank and per resume step (``data_seed``), so ranks train on
+    different crops and a resumed run does not replay the crops it began with.
 
     ``on_checkpoint(ema_model, step)`` runs on the main rank after each checkpoint (export,
     validation) and may return metrics to log."""
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, batches: Iterator[Tensor], config: TrainConfig,
+    def __init__(self, model: nn.Module, loss_fn: LossFn, make_batches: Callable[[int], Iterator[Tensor]],
+                 config: TrainConfig,
                  on_checkpoint: Callable[[nn.Module, int], dict[str, float]] | None = None) -> None:
         self.config = config
         if config.threads:
@@ -102,12 +112,12 @@ class Trainer:
         self.net = self.dist.wrap(self.model, self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=0.0)
         self.loss_fn = loss_fn
-        self.batches = batches
         self.on_checkpoint = on_checkpoint
         self.step = 0
         self.out = Path(config.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self._resume()
+        self.batches = make_batches(data_seed(config.seed, self.dist.rank, self.step))
 
     @property
     def checkpoint_path(self) -> Path:

@@ -13,7 +13,7 @@ from engine.score_decoder import ScoreDecoder
 from engine.testing import TINY_AUTOENCODER, TINY_UNET, write_tiny_weights
 from engine.train_autoencoder import train_autoencoder, validate
 from engine.train_decoder import train_decoder
-from engine.training import TrainConfig
+from engine.training import TrainConfig, Trainer, data_seed
 from engine.unet import ConditionalUNet
 from engine.weights import load_state, read_metadata
 
@@ -50,6 +50,33 @@ def test_time_limit_stops_early_anneals_and_exports(tmp_path):
     lrs = [r["lr"] for r in log if "lr" in r]
     assert lrs[-1] < 0.5 * config.lr  # the schedule followed the clock, not the 10 000 planned steps
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == steps
+
+
+def test_each_rank_and_each_resume_draws_its_own_crops():
+    seeds = {data_seed(7, rank, step) for rank in range(4) for step in (0, 1, 250)}
+    assert len(seeds) == 12  # seed + rank + step would give rank 1 at step 0 rank 0's crops at step 1
+    assert data_seed(7, 0, 0) == data_seed(7, 0, 0) != data_seed(8, 0, 0)
+
+
+def test_a_resumed_run_does_not_replay_the_crops_it_began_with(tmp_path):
+    """The trainer seeds the crop stream from (seed, rank, step): a run resumed at step 2 draws the
+    stream for step 2, not the one the run started with."""
+    drawn = []
+
+    def make_batches(seed):
+        drawn.append(seed)
+        return _photos().crops(8, 2, seed)
+
+    def loss_fn(net, x):
+        return ((net(x) - x) ** 2).mean(), {}
+
+    config = TrainConfig(out_dir=tmp_path, steps=2, batch=2, crop=8, warmup=1, checkpoint_every=2,
+                         bf16=False, device="cpu", seed=3)
+    Trainer(torch.nn.Conv2d(3, 3, 1), loss_fn, make_batches, config).run()
+    Trainer(torch.nn.Conv2d(3, 3, 1), loss_fn, make_batches, TrainConfig(**{**config.__dict__, "steps": 4})).run()
+    assert drawn == [data_seed(3, 0, 0), data_seed(3, 0, 2)]
+    first, resumed = (next(_photos().crops(8, 2, seed)) for seed in drawn)
+    assert not torch.equal(first, resumed)
 
 
 def test_lambda_range_replaces_the_init_models_range(tmp_path):
