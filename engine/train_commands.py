@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=8, help="crops per step (per process under torchrun)")
     p.add_argument("--crop", type=int, default=256, help="crop side, px")
     p.add_argument("--lr", type=float, default=None, help="default 2e-4 (autoencoder), 1e-4 (decoders)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the crops, the noise and a new model's weights")
+    p.add_argument("--seed", type=int, default=0, help="seeds the crops and the training noise")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when torch sees it")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     p.add_argument("--downscale", type=float, default=None,
