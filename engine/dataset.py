@@ -1,8 +1,9 @@
 """Training photos: loading, the ≥2× downscale every lossy source needs, a fixed split by
 photo, and random crops with flips.
 
-A folder with ``train/`` and ``val/`` subfolders is used as split; any other folder of
-images is split by a hash of each file name, so crops of one photo never land in both."""
+A folder with ``train/`` and ``val/`` subfolders is used as split; the photos of a ``train/``
+alone, or of any other folder, are split by a hash of each file name, so crops of one photo
+never land in both."""
 from __future__ import annotations
 
 import hashlib
@@ -27,10 +28,12 @@ def is_validation(path: Path, fraction: float = 0.1) -> bool:
 
 
 def split_photos(folder: str | Path, val_fraction: float = 0.1) -> tuple[list[Path], list[Path]]:
+    """(training, validation) photos. Only ``train/`` and ``val/`` are read where ``train/`` exists,
+    so a held-out ``test/`` beside them (``hfd data fetch``, ``hfd data pack``) is never trained on."""
     folder = Path(folder)
     if (folder / "train").is_dir() and (folder / "val").is_dir():
         return list_images(folder / "train"), list_images(folder / "val")
-    photos = list_images(folder)
+    photos = list_images(folder / "train" if (folder / "train").is_dir() else folder)
     val = [p for p in photos if is_validation(p, val_fraction)]
     return [p for p in photos if not is_validation(p, val_fraction)], val
 

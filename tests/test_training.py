@@ -113,6 +113,17 @@ def test_split_is_by_photo_and_stable(tmp_path):
     assert len(train) + len(val) == 40 and [is_validation(p) for p in val] == [True] * len(val)
 
 
+@pytest.mark.parametrize("with_val", [False, True])
+def test_split_never_reads_the_held_out_test_folder(tmp_path, with_val):
+    for split, count in (("train", 30), ("test", 5)) + ((("val", 3),) if with_val else ()):
+        (tmp_path / split).mkdir()
+        for i in range(count):
+            (tmp_path / split / f"{split}{i}.png").write_bytes(b"")
+    train, val = split_photos(tmp_path)
+    assert {p.parent.name for p in train + val} == ({"train", "val"} if with_val else {"train"})
+    assert len(train) + len(val) == (33 if with_val else 30)
+
+
 def test_crops_are_in_range_and_sized():
     batch = next(_photos().crops(64, 4, seed=1))
     assert batch.shape == (4, 3, 64, 64) and 0 <= float(batch.min()) and float(batch.max()) <= 1
