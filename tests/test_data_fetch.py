@@ -116,6 +116,15 @@ def test_interior_photos_leave_out_the_render(tmp_path):
     assert [name for name, _ in data_fetch.interior_photos(tmp_path)] == ["pexels_pexels-1.jpg"]
 
 
+def test_test_photos_leave_out_the_gradient_and_go_to_the_test_split(tmp_path):
+    images = tmp_path / "usr/share/backgrounds"
+    images.mkdir(parents=True)
+    for name in ("Bridge_by_Sander_Klootwijk.jpg", "umang_by_Abhishek_Mudgal.jpg", "warty.png"):
+        (images / name).write_bytes(b"x")
+    assert [name for name, _ in data_fetch.lomiri_test_photos(tmp_path)] == ["lomiri16_Bridge_by_Sander_Klootwijk.jpg"]
+    assert [s.package for s in data_fetch.SOURCES if s.split == "test"] == ["lomiri-wallpapers-16.04"]
+
+
 def fake_sources(tmp_path):
     def make_root(root: Path, licence: str):
         (root / "photos").mkdir(parents=True)
