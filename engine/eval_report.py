@@ -202,8 +202,8 @@ def write_report(summary: dict, out: Path, plots: bool = True) -> Path:
     ]
     for bpp in summary["bpps"]:
         lines += [f"## Target {bpp:g} bpp", "", *_points_table(summary["points"], bpp), ""]
-    if summary.get("bd_rate"):
-        baselines = list(summary["bd_rate"]["psnr"])
+    baselines = list(summary.get("bd_rate", {}).get("psnr", {}))
+    if baselines:  # none when the run had no classical codec (--baselines "")
         lines += ["## BD-rate of the autoencoder against each classical codec", "",
                   "Negative: the autoencoder needs that many % fewer bits for the same quality. Computed per "
                   "image over the bitrates it reached, then averaged over the images.", "",

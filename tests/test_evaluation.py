@@ -311,6 +311,9 @@ def test_report_shows_how_the_per_image_bd_rates_spread(tmp_path):
     assert "| PSNR | median -10.0 %, -20.0 to +60.0 %, fewer bits on 2 of 3 |" in report
     assert "| MS-SSIM (dB) | median -5.0 %, -30.0 to +5.0 %, fewer bits on 2 of 3 |" in report
     assert "| c | +60.0 % |" in report
+    summary.update(bd_rate={"psnr": {}, "ms_ssim_db": {}}, bd_rate_per_image={"psnr": {}, "ms_ssim_db": {}})
+    report = eval_report.write_report(summary, tmp_path, plots=False).read_text()  # a run with --baselines ""
+    assert "BD-rate" not in report and "| quality metric |" not in report
 
 
 def test_a_run_folder_is_never_resumed_with_other_weights(images, tmp_path):
