@@ -412,11 +412,11 @@ class Evaluation:
 
     def run_sweep(self) -> list[dict[str, str]]:
         parameter, bpp, plan = self.sweep_plan()
-        log = CsvLog(self.config.out / "sweep.csv", SWEEP_FIELDS, ("image", "method", "parameter", "value"))
+        log = CsvLog(self.config.out / "sweep.csv", SWEEP_FIELDS, ("image", "target_bpp", "method", "parameter", "value"))
         with tqdm(total=len(self.paths), desc=f"sweep {parameter}", unit="image",
                   disable=not self.config.progress) as bar:
             for index, name in enumerate(self.names):
-                todo = [(m, v) for m, v in plan if not log.has(image=name, method=m.settings.decoder,
+                todo = [(m, v) for m, v in plan if not log.has(image=name, target_bpp=bpp, method=m.settings.decoder,
                                                                  parameter=parameter, value=float(v))]
                 if todo:
                     self._sweep_image(index, bpp, parameter, todo, log)

@@ -179,6 +179,11 @@ def test_steps_sweep(images, tmp_path):
     assert [(p["method"], p["value"]) for p in sweep["points"]] == [("diffusion", 1.0), ("diffusion", 4.0),
                                                                     ("flow", 1.0), ("flow", 4.0)]
     assert "## Sweep of steps at 1 bpp" in (out / "report.md").read_text()
+    # the same folder swept at another of its bitrates decodes that bitrate (it resumes per bitrate)
+    summary = ev.Evaluation(FakeEngine(), dataclasses.replace(cfg, bpps=(0.5, 1.0), sweep_bpp=0.5)).run()
+    assert len(read_rows(out / "sweep.csv")) == 2 * (2 * 2 * 2)
+    assert summary["sweep"]["bpp"] == 0.5 and all(p["n_images"] == 2 for p in summary["sweep"]["points"])
+    assert "## Sweep of steps at 0.5 bpp" in (out / "report.md").read_text()
 
 
 def test_realism_sweep_runs_from_the_autoencoder_image_to_the_refined_one(images, tmp_path):
