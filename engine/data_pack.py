@@ -5,9 +5,8 @@ Lanczos), which averages the source's block artefacts away, and re-encoded as a 
 high quality. Photos go to DST/train or DST/val by a hash of the file name (the same rule as
 engine.dataset), so a photo never contributes to both; the held-out photos of SRC/test (from
 another package, see data_fetch) go to DST/test, which training never reads; licences are
-copied along. A marker file
-says what was done, so training uses a pack's photos at their packed size rather than
-downscaling them a second time (``training_downscale``)."""
+copied along. A marker file says what was done, so training uses a pack's photos at their
+packed size rather than downscaling them a second time (``training_downscale``)."""
 from __future__ import annotations
 
 import json
