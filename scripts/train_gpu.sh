@@ -21,8 +21,9 @@
 # --init assets/weights/KIND.safetensors --autoencoder NEW --post-filtered NEW_POSTFILTER`),
 # about an hour each on a CPU. POSTFILTER_SECONDS defaults to DECODER_SECONDS / 2.
 # Env: KINDS (the decoders to train, default "diffusion flow"), BATCH, CROP (default 32 × 256²),
-# AE_LRS (default "2e-4"), AE_FLAGS (extra autoencoder flags; default none, so the starting weights continue with their own λ range, gain levels
-# and context model; e.g. "--add-context" for weights without one), WEIGHTS (starting
+# AE_LRS (default "2e-4"), AE_FLAGS (extra autoencoder flags; default none, so the starting
+# weights continue with their own λ range, gain levels and context model; e.g.
+# "--add-context" for weights without one), WEIGHTS (starting
 # weights, default assets/weights), GRACE (seconds a stage may run past its budget before it
 # is killed, default 120: it must cover loading and the last checkpoint's export and
 # validation, which took over 35 s on an H100 with two autoencoder runs validating at once;
