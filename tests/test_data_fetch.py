@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from engine import data_fetch
+from engine.cli import main
 from engine.data_fetch import Source, jpeg_extent, largest_embedded_jpeg, rcc_entries
 from engine.errors import HfdError
 from photo_like import photo_like
@@ -108,20 +109,22 @@ def test_gcompris_keeps_only_photo_sized_webps(tmp_path, monkeypatch):
     assert [name for name, _ in data_fetch.gcompris_photos(tmp_path)] == ["gcompris_erase_big.webp"]
 
 
-def test_interior_photos_leave_out_the_render(tmp_path):
-    images = tmp_path / "interior_photos/images"
-    images.mkdir(parents=True)
-    for name in ("pexels-1.jpg", "pexels-36444540.jpg", "notes.txt"):
-        (images / name).write_bytes(b"x")
-    assert [name for name, _ in data_fetch.interior_photos(tmp_path)] == ["pexels_pexels-1.jpg"]
+@pytest.mark.parametrize("photos, folder, files, expected", [
+    # the render among the interior photos, the gradient among the test photos
+    ("interior_photos", "interior_photos/images", ("pexels-1.jpg", "pexels-36444540.jpg", "notes.txt"),
+     ["pexels_pexels-1.jpg"]),
+    ("lomiri_test_photos", "usr/share/backgrounds",
+     ("Bridge_by_Sander_Klootwijk.jpg", "umang_by_Abhishek_Mudgal.jpg", "warty.png"),
+     ["lomiri16_Bridge_by_Sander_Klootwijk.jpg"]),
+])
+def test_sources_leave_out_what_is_not_a_photograph(tmp_path, photos, folder, files, expected):
+    (tmp_path / folder).mkdir(parents=True)
+    for name in files:
+        (tmp_path / folder / name).write_bytes(b"x")
+    assert [name for name, _ in getattr(data_fetch, photos)(tmp_path)] == expected
 
 
-def test_test_photos_leave_out_the_gradient_and_go_to_the_test_split(tmp_path):
-    images = tmp_path / "usr/share/backgrounds"
-    images.mkdir(parents=True)
-    for name in ("Bridge_by_Sander_Klootwijk.jpg", "umang_by_Abhishek_Mudgal.jpg", "warty.png"):
-        (images / name).write_bytes(b"x")
-    assert [name for name, _ in data_fetch.lomiri_test_photos(tmp_path)] == ["lomiri16_Bridge_by_Sander_Klootwijk.jpg"]
+def test_only_the_held_out_package_goes_to_the_test_split():
     assert [s.package for s in data_fetch.SOURCES if s.split == "test"] == ["lomiri-wallpapers-16.04"]
 
 
@@ -198,3 +201,13 @@ def test_fetch_says_which_tools_are_missing(tmp_path, monkeypatch):
 def test_failed_commands_surface_their_last_line(tmp_path):
     with pytest.raises(HfdError, match=r"listing failed \(exit 2\).*No such file"):
         data_fetch._run(["ls", str(tmp_path / "missing")], "listing", tmp_path)
+
+
+def test_cli_fetch_says_how_many_photos_each_split_holds(tmp_path, monkeypatch, capsys):
+    sources, _, fakes = fake_sources(tmp_path)
+    monkeypatch.setattr(data_fetch, "SOURCES", sources)
+    for name, fake in fakes.items():
+        monkeypatch.setattr(data_fetch, name, fake)
+    out = tmp_path / "out"
+    assert main(["data", "fetch", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"2 photos in {out / 'train'}, 1 photos in {out / 'test'}"
