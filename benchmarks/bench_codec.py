@@ -21,8 +21,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from engine.api import Engine
-from engine.autoencoder import STRIDE, pad_to_stride
-from engine.score_decoder import network_call
+from engine.codec.autoencoder import pad_to_stride
+from engine.decoders.score_decoder import network_call
 
 
 def machine() -> dict[str, str]:

@@ -10,9 +10,9 @@ import time
 
 import torch
 
-from engine.score_decoder import DEFAULT_TILE, network_call
-from engine.tiling import tiled
-from engine.unet import ConditionalUNet, UNetConfig
+from engine.decoders.score_decoder import DEFAULT_TILE, network_call
+from engine.decoders.tiling import tiled
+from engine.decoders.unet import ConditionalUNet, UNetConfig
 
 SMALL_TILE = 512  # for comparison: the cost of tiling an image that would fit one default tile
 

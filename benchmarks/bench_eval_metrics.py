@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from engine import metrics
-from engine.baselines import decode_classical, encode_classical, match_size
-from engine.images import load_image
+from engine.codec.classical import decode_classical, encode_classical, match_size
+from engine.codec.images import load_image
+from engine.evaluation import metrics
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> tuple[float, float]:

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from engine.api import Engine
-from engine.dataset import list_images
-from engine.images import load_image
-from engine.metrics import psnr
+from engine.codec.images import load_image
+from engine.data.photos import list_images
+from engine.evaluation.metrics import psnr
 
 
 def cost(engine: Engine, rgb: np.ndarray, data: bytes, rate: float) -> tuple[float, float, float]:

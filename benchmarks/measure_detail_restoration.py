@@ -10,8 +10,8 @@ import argparse
 from pathlib import Path
 
 from engine.api import DecodeSettings, Engine
-from engine.images import load_image
-from engine.metrics import psnr, top_octave_log_power_gap
+from engine.codec.images import load_image
+from engine.evaluation.metrics import psnr, top_octave_log_power_gap
 
 
 def main() -> None:

@@ -11,8 +11,8 @@ import statistics
 from pathlib import Path
 
 from engine.api import Engine
-from engine.images import load_image
-from engine.metrics import psnr
+from engine.codec.images import load_image
+from engine.evaluation.metrics import psnr
 
 
 def main() -> None:

@@ -14,42 +14,35 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 import torch
 
-from . import bitstream
-from .autoencoder import AutoencoderConfig, HyperpriorAutoencoder, Latents, pad_to_stride
-from .errors import HfdError, ImageError, SettingsError, WeightsError
-from .flow import StartNoise
-from .latent_optimisation import ProgressCallback as OptimiseCallback
-from .latent_optimisation import DEFAULT_STEPS as DEFAULT_OPTIMISE_STEPS  # noqa: F401  (for UIs)
-from .latent_optimisation import optimise_latents
-from .post_filter import PostFilter
-from .progress import CancelToken, StepInfo
-from .realism import RealismSchedule
-from .score_decoder import KINDS, ScoreDecoder, TrainedFacts, cpu_supports_bf16, sampling_shift_range
-from .weights import file_hash, load_state, read_metadata
-
-DecoderName = Literal["ae", "diffusion", "flow"]
-
-
-@dataclass(frozen=True)
-class DecodeSettings:
-    """How to turn a transmitted image into pixels. Bits are unaffected by all of it."""
-
-    decoder: DecoderName = "diffusion"
-    steps: int = 16
-    # logSNR shift, + = less noise: the diffusion schedule's (within its trained range) or the
-    # flow's step times (flow.flow_times)
-    shift: float = 0.0
-    noise: float = 0.0  # sampler noise: 0 = deterministic (DDIM / the flow's ODE) .. 1 = DDPM / start noise redrawn each step
-    seed: int = 0
-    # 0 = autoencoder output, 1 = fully refined; linear blend in between. None: the weights'
-    # default for the file's rate (ModelInfo.realism), resolved by ModelInfo.resolve.
-    realism: float | None = 1.0
-    solver: Literal["euler", "heun"] = "euler"  # flow only
+from engine.codec import bitstream
+from engine.codec.autoencoder import (
+    AutoencoderConfig,
+    HyperpriorAutoencoder,
+    Latents,
+    pad_to_stride,
+)
+from engine.codec.latent_optimisation import DEFAULT_STEPS as DEFAULT_OPTIMISE_STEPS  # noqa: F401  (for UIs)
+from engine.codec.latent_optimisation import ProgressCallback as OptimiseCallback
+from engine.codec.latent_optimisation import optimise_latents
+from engine.decoders.flow import StartNoise
+from engine.decoders.post_filter import PostFilter
+from engine.decoders.realism_schedule import RealismSchedule
+from engine.decoders.score_decoder import (
+    KINDS,
+    ScoreDecoder,
+    TrainedFacts,
+    cpu_supports_bf16,
+    sampling_shift_range,
+)
+from engine.errors import HfdError, ImageError, SettingsError, WeightsError
+from engine.progress import CancelToken, StepInfo
+from engine.settings import DecodeSettings
+from engine.weights import file_hash, load_state, read_metadata
 
 
 @dataclass(frozen=True)

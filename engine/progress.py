@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .errors import Cancelled
+from engine.errors import Cancelled
 
 
 @dataclass(frozen=True)

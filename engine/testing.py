@@ -5,11 +5,11 @@ from pathlib import Path
 
 import torch
 
-from .autoencoder import AutoencoderConfig, HyperpriorAutoencoder
-from .post_filter import PostFilter
-from .score_decoder import ScoreDecoder
-from .unet import ConditionalUNet, UNetConfig
-from .weights import save_weights
+from engine.codec.autoencoder import AutoencoderConfig, HyperpriorAutoencoder
+from engine.decoders.post_filter import PostFilter
+from engine.decoders.score_decoder import ScoreDecoder
+from engine.decoders.unet import ConditionalUNet, UNetConfig
+from engine.weights import save_weights
 
 TINY_AUTOENCODER = AutoencoderConfig(n=16, m=24, levels=3)
 TINY_UNET = UNetConfig(base=8, mults=(1, 2), blocks=1, attention=False, groups=4, level_dim=16)

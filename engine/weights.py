@@ -11,7 +11,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .errors import WeightsError
+from engine.errors import WeightsError
 
 
 def save_weights(path: str | Path, module: torch.nn.Module, kind: str, config: dict[str, Any],

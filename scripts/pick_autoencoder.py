@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from engine.errors import HfdError
-from engine.metrics import bd_rate
+from engine.evaluation.metrics import bd_rate
 from engine.weights import read_metadata
 
 RATES = ("0.25", "0.5", "0.75")

@@ -2,15 +2,20 @@ import numpy as np
 import pytest
 import torch
 
-from engine import bitstream
 from engine.api import DecodeSettings, Engine, to_uint8
-from engine.errors import Cancelled, ModelMismatchError, SettingsError, WeightsError
-from engine.errors import ImageError
-from engine.images import Colour
+from engine.codec import bitstream
+from engine.codec.images import Colour
+from engine.decoders.score_decoder import ScoreDecoder
+from engine.decoders.unet import ConditionalUNet
+from engine.errors import (
+    Cancelled,
+    ImageError,
+    ModelMismatchError,
+    SettingsError,
+    WeightsError,
+)
 from engine.progress import CancelToken
-from engine.score_decoder import ScoreDecoder
 from engine.testing import TINY_UNET, write_tiny_weights
-from engine.unet import ConditionalUNet
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,12 @@ import numpy as np
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from .jobs import PANES
-from .panes import PaneViewBox, follow_zoom_smoothing, make_graphics_widget, make_image_item
+from .panes import (
+    PaneViewBox,
+    follow_zoom_smoothing,
+    make_graphics_widget,
+    make_image_item,
+)
 
 
 class FlickerView(QWidget):

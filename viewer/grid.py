@@ -8,7 +8,12 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from .jobs import PANES
-from .panes import PaneViewBox, follow_zoom_smoothing, make_graphics_widget, make_image_item
+from .panes import (
+    PaneViewBox,
+    follow_zoom_smoothing,
+    make_graphics_widget,
+    make_image_item,
+)
 
 
 class GridView(QWidget):

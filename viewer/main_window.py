@@ -13,8 +13,15 @@ from typing import Optional
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QScrollArea, QSplitter,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine.api import DEFAULT_OPTIMISE_STEPS, DecodeSettings, Encoded, ModelInfo
 
@@ -24,15 +31,24 @@ from .controls import ControlPanel, ControlValues
 from .decode_status import DecodeStatus
 from .demo import DemoMode
 from .export import compose_comparison, save_png
-from .jobs import CODEC_LABELS, PANES, DecodeRequest, OpenedImage, PaneStats, RatePoint, RateRequest, StepReport
+from .jobs import (
+    CODEC_LABELS,
+    PANES,
+    DecodeRequest,
+    OpenedImage,
+    PaneStats,
+    RatePoint,
+    RateRequest,
+    StepReport,
+)
 from .loupe import LoupeWindow
 from .maps import ERROR_MAX, colour_bar, error_image, invented_image
+from .menus import build_menus
 from .panes import Crop
 from .plots import RatePlot, StepPlot
 from .qimage import to_pixmap
 from .samples import SAMPLES_DIR, sample_paths
 from .settings import ViewerSettings
-from .menus import build_menus
 from .stats_table import StatsTable
 from .views import MODES, ComparisonViews
 from .worker import EngineFactory, WorkerHost

@@ -7,10 +7,24 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPen
-from PySide6.QtWidgets import QComboBox, QGraphicsItem, QGraphicsRectItem, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGraphicsItem,
+    QGraphicsRectItem,
+    QHBoxLayout,
+    QLabel,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .jobs import PANES
-from .panes import PANE_SHORT, PaneViewBox, follow_zoom_smoothing, make_graphics_widget, make_image_item
+from .panes import (
+    PANE_SHORT,
+    PaneViewBox,
+    follow_zoom_smoothing,
+    make_graphics_widget,
+    make_image_item,
+)
 
 
 class SplitView(QWidget):

@@ -11,20 +11,30 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from functools import partial
 from collections import OrderedDict
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Hashable, Optional
 
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from engine import baselines, images, metrics
 from engine.api import DecodeSettings, Encoded
+from engine.codec import classical as baselines
+from engine.codec import images
 from engine.errors import Cancelled, HfdError, SettingsError
+from engine.evaluation import metrics
 from engine.progress import CancelToken, StepInfo
 
-from .jobs import STEP_PERCEPTUAL_CROP, DecodeRequest, OpenedImage, PaneStats, RatePoint, RateRequest, StepReport
+from .jobs import (
+    STEP_PERCEPTUAL_CROP,
+    DecodeRequest,
+    OpenedImage,
+    PaneStats,
+    RatePoint,
+    RateRequest,
+    StepReport,
+)
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,314 @@
+"""Variable-rate mean-scale hyperprior autoencoder (Minnen et al. 2018) with gain units
+(Cui et al. 2021) for a continuous bitrate in one model.
+
+    x ─g_a─► y ─×gain(r)─► y_g ─h_a─► z ─×hgain(r)─► ẑ = ⌊·⌉ ─÷hgain(r)─h_s─► (μ, σ)
+                              │                          │ factorized prior
+                              └─ q = ⌊y_g − μ⌉ ─ Gaussian(0, σ) ─► bits
+    x̂ ◄─g_s─ ÷gain(r) ◄─ ŷ_g = q + μ
+
+``rate`` r ∈ [0, 1] picks a point between ``levels`` learned gain vectors (log-linear
+interpolation), each trained with its own λ; r = 0 is the lowest bitrate.
+
+With ``context`` the y symbols are coded in two checkerboard passes and the second pass's
+(μ, σ) are refined from the first pass's decoded values (``context_model``).
+
+Images are replicate-padded to a multiple of STRIDE, but only the y symbols that cover the
+image are coded; the decoder puts their predicted means at the rest (``coded_region``)."""
+from __future__ import annotations
+
+import copy
+import zlib
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from engine.codec.context_model import CheckerboardContext, anchor_mask
+from engine.codec.entropy_models import FactorizedPrior, GaussianConditional
+from engine.codec.layers import SimplifiedGDN, conv, deconv
+from engine.codec.range_coding import decode_symbols, encode_symbols
+from engine.errors import BitstreamError
+
+STRIDE = 64  # total downsampling of g_a (16) × h_a (4): image sides are padded to this
+Y_STRIDE = 16  # downsampling of g_a alone
+GAIN_TABLES = ("log_gain", "log_inv_gain", "log_hgain", "log_inv_hgain")  # one row per level
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    n: int = 96  # transform channels (CPU-trainable size; 128 costs 2× per step)
+    m: int = 160  # latent channels
+    levels: int = 6  # gain vectors spanning the rate range
+    lambda_min: float = 0.0006  # λ at rate 0 (loss = bpp + λ·255²·MSE)
+    lambda_max: float = 0.05  # λ at rate 1
+    context: bool = False  # checkerboard context model for the y symbols
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Latents:
+    """What the codec transmits, as byte strings plus the checksum of the y symbols."""
+
+    segments: list[bytes]
+    latent_crc: int
+
+
+class HyperpriorAutoencoder(nn.Module):
+    def __init__(self, config: AutoencoderConfig = AutoencoderConfig()) -> None:
+        super().__init__()
+        self.config = config
+        n, m, k = config.n, config.m, config.levels
+        self.g_a = nn.Sequential(conv(3, n), SimplifiedGDN(n), conv(n, n), SimplifiedGDN(n),
+                                 conv(n, n), SimplifiedGDN(n), conv(n, m))
+        self.g_s = nn.Sequential(deconv(m, n), SimplifiedGDN(n, inverse=True), deconv(n, n),
+                                 SimplifiedGDN(n, inverse=True), deconv(n, n),
+                                 SimplifiedGDN(n, inverse=True), deconv(n, 3))
+        self.h_a = nn.Sequential(conv(m, n, 3, 1), nn.LeakyReLU(inplace=True), conv(n, n),
+                                 nn.LeakyReLU(inplace=True), conv(n, n))
+        self.h_s = nn.Sequential(deconv(n, m), nn.LeakyReLU(inplace=True), deconv(m, m * 3 // 2),
+                                 nn.LeakyReLU(inplace=True), conv(m * 3 // 2, 2 * m, 3, 1))
+        spread = torch.linspace(-1.0, 1.0, k).unsqueeze(1)  # higher rate → finer quantisation
+        self.log_gain = nn.Parameter(spread.repeat(1, m))
+        self.log_inv_gain = nn.Parameter(-spread.repeat(1, m))
+        self.log_hgain = nn.Parameter(0.5 * spread.repeat(1, n))
+        self.log_inv_hgain = nn.Parameter(-0.5 * spread.repeat(1, n))
+        self.z_prior = FactorizedPrior(n)
+        self.y_model = GaussianConditional()
+        self.context = CheckerboardContext(m) if config.context else None
+        # A plain dict, so the cached CPU copy of h_s is not registered as a submodule
+        # (it would otherwise leak into state_dict and the exported weights).
+        self._cpu_cache: dict[str, nn.Module] = {}
+
+    # ----- rate control --------------------------------------------------------------
+    def lmbda(self, rate: Tensor) -> Tensor:
+        lo, hi = np.log(self.config.lambda_min), np.log(self.config.lambda_max)
+        return torch.exp(lo + rate * (hi - lo))
+
+    def extended(self, low: int = 0, high: int = 0) -> "HyperpriorAutoencoder":
+        """A copy with ``low`` more gain levels below the lowest rate and ``high`` above the
+        highest, one λ step apart, so λ stays log-linear in the rate. New rows start as the
+        log-linear extrapolation of the two nearest; old level i becomes level i + low, i.e.
+        old rate r is new rate (low + r·(L−1)) / (L−1+low+high) for L old levels."""
+        if low < 0 or high < 0 or low + high == 0:
+            raise ValueError(f"need at least one new level and none negative, got low={low}, high={high}")
+        c = self.config
+        step = (c.lambda_max / c.lambda_min) ** (1 / (c.levels - 1))
+        model = HyperpriorAutoencoder(replace(c, levels=c.levels + low + high, lambda_min=c.lambda_min / step ** low,
+                                              lambda_max=c.lambda_max * step ** high))
+        state = self.state_dict()
+        for name in GAIN_TABLES:
+            old = state[name]
+            down, up = old[0] - old[1], old[-1] - old[-2]  # one level's step outwards
+            state[name] = torch.cat([old[0] + down * torch.arange(low, 0, -1.0)[:, None], old,
+                                     old[-1] + up * torch.arange(1, high + 1.0)[:, None]])
+        model.load_state_dict(state)
+        return model
+
+    def with_context(self) -> "HyperpriorAutoencoder":
+        """A copy with a new checkerboard context model, which starts as the identity (same
+        rate, same reconstruction); everything else is this model's."""
+        if self.context is not None:
+            raise ValueError("this autoencoder already has a context model")
+        model = HyperpriorAutoencoder(replace(self.config, context=True))
+        missing, unexpected = model.load_state_dict(self.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("context.") for k in missing), (missing, unexpected)
+        return model
+
+    @staticmethod
+    def _interp(table: Tensor, rate: Tensor) -> Tensor:
+        """Per-sample gains (N, C, 1, 1) from log-gain rows, log-linear in ``rate``."""
+        pos = rate.clamp(0, 1) * (table.shape[0] - 1)
+        lo = pos.floor().long().clamp_max(table.shape[0] - 2)
+        frac = (pos - lo).unsqueeze(1)
+        log_g = table[lo] * (1 - frac) + table[lo + 1] * frac
+        return torch.exp(log_g)[:, :, None, None]
+
+    # ----- training forward ----------------------------------------------------------
+    def forward(self, x: Tensor, rate: Tensor) -> dict[str, Tensor]:
+        """x in [0,1] (N,3,H,W, sides multiple of 64), rate (N,) → x_hat and likelihoods.
+
+        Rates use the uniform-noise relaxation; the synthesis sees rounded latents through a
+        straight-through estimator (Minnen & Singh 2020's mixed quantisation)."""
+        y = self.g_a(x) * self._interp(self.log_gain, rate)
+        z = self.h_a(y) * self._interp(self.log_hgain, rate)
+        z_lik = self.z_prior.likelihood(z + torch.empty_like(z).uniform_(-0.5, 0.5))
+        z_hat = z + (torch.round(z) - z).detach()
+        params = self.h_s(z_hat * self._interp(self.log_inv_hgain, rate))
+        means, scales = params.float().chunk(2, dim=1)
+        y = y.float()
+        means, scales = self._refine(y, means, scales)
+        y_lik = self.y_model.likelihood(y + torch.empty_like(y).uniform_(-0.5, 0.5), means, scales)
+        x_hat = self.g_s(_quantise_ste(y, means) * self._interp(self.log_inv_gain, rate))
+        return {"x_hat": x_hat, "y_likelihood": y_lik, "z_likelihood": z_lik}
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor, rate: Tensor) -> Tensor:
+        """What the real codec decodes (hard rounding, no entropy coding), batched with a rate
+        per sample: the decoders train on these (x_ae, x) pairs."""
+        y = self.g_a(x) * self._interp(self.log_gain, rate)
+        z = torch.round(self.h_a(y) * self._interp(self.log_hgain, rate))
+        means, scales = self.h_s(z * self._interp(self.log_inv_hgain, rate)).float().chunk(2, dim=1)
+        y = y.float()
+        means, _ = self._refine(y, means, scales)
+        y_hat = torch.round(y - means) + means
+        return self.g_s(y_hat * self._interp(self.log_inv_gain, rate)).float().clamp(0, 1)
+
+    def _refine(self, y: Tensor, means: Tensor, scales: Tensor) -> tuple[Tensor, Tensor]:
+        """The (μ, σ) each y symbol is coded with: the hyperprior's, refined by the context
+        model from the anchors' quantised values when there is one."""
+        if self.context is None:
+            return means, scales
+        return self.context(_quantise_ste(y, means), means, scales.clamp_min(self.y_model.scale_min))
+
+    # ----- real codec ----------------------------------------------------------------
+    def update_tables(self) -> None:
+        """Rebuild the integer coding tables from the learned densities (after training/loading)."""
+        self.z_prior.update_tables()
+        self.y_model.update_tables()
+        self._cpu_cache.clear()
+
+    def _entropy_params(self, z_sym: Tensor, rate: float) -> tuple[Tensor, Tensor]:
+        """Means (fp32) and scales (float64) from the coded symbols ẑ. Encoder and decoder
+        must derive identical scale indices whatever device, precision or memory format the
+        transforms run in, and on whatever CPU: so h_s runs on the CPU in float64 with
+        contiguous weights, where kernel-dependent rounding (~1e-16) practically never moves a
+        scale across a bin edge (in fp32 a channels_last copy already desynchronised files)."""
+        r = torch.tensor([rate], dtype=torch.float64)
+        with torch.inference_mode(), torch.autocast("cpu", enabled=False):
+            z_in = z_sym.double().cpu() * self._interp(self.log_inv_hgain.double().cpu(), r)
+            means, scales = self._cpu_float64("h_s")(z_in.contiguous()).chunk(2, dim=1)
+        return means.float(), scales
+
+    def _cpu_float64(self, name: str) -> nn.Module:
+        """A cached CPU float64 copy of the submodule ``name`` with contiguous weights, for
+        everything the coding tables' indices depend on (cleared by ``update_tables``)."""
+        if name not in self._cpu_cache:
+            self._cpu_cache[name] = copy.deepcopy(getattr(self, name)).to(
+                "cpu", torch.float64, memory_format=torch.contiguous_format).eval()
+        return self._cpu_cache[name]
+
+    def analyze(self, x: Tensor) -> Tensor:
+        """g_a(x) for x (1,3,H,W) in [0,1], sides padded to STRIDE; rate-independent."""
+        return self.g_a(x).float()
+
+    def _context_params(self, anchors: Tensor, means: Tensor, scales: Tensor) -> tuple[Tensor, Tensor]:
+        """The second pass's (means fp32, scales float64) from the decoded anchors (zero
+        elsewhere), on the CPU in float64 for the same reason as ``_entropy_params``."""
+        with torch.inference_mode(), torch.autocast("cpu", enabled=False):
+            means, scales = self._cpu_float64("context")(
+                anchors.double().contiguous(), means.double(), scales.double().clamp_min(self.y_model.scale_min))
+        return means.float(), scales
+
+    def _code_y(self, symbols: Tensor, scales: Tensor, where: Tensor) -> bytes:
+        """Entropy-code the y symbols at ``where``."""
+        values, index = symbols.to(torch.int64).numpy(), self.y_model.scale_index(scales)
+        return encode_symbols(values[where.numpy()], index[where.numpy()], self.y_model.table.cpu().numpy(),
+                              self.y_model.radius)
+
+    def _decode_y(self, segment: bytes, scales: Tensor, into: Tensor, where: Tensor) -> None:
+        """Decode the y symbols at ``where`` into ``into``."""
+        index = self.y_model.scale_index(scales)
+        values = decode_symbols(segment, index[where.numpy()], self.y_model.table.cpu().numpy(), self.y_model.radius)
+        into[where] = torch.from_numpy(values).to(into.dtype)
+
+    def code_latents(self, y: Tensor, rate: float, image_hw: tuple[int, int]) -> Latents:
+        """Quantise and entropy-code the analysis output of an ``image_hw`` image (padded to
+        STRIDE) at ``rate``: segments ẑ, then the ŷ that cover the image in one pass
+        (hyperprior) or two (anchors, then the rest, with the context model)."""
+        y, z = self.gained_latents(y, rate)
+        return self.code_gained(y, torch.round(z), rate, image_hw)
+
+    def gained_latents(self, y: Tensor, rate: float) -> tuple[Tensor, Tensor]:
+        """The analysis output ``y`` scaled by ``rate``'s gains, and the hyper-latents z (unrounded)
+        the hyper-analysis makes of it: what ``code_gained`` codes."""
+        r = torch.tensor([rate], device=y.device)
+        y = y.float() * self._interp(self.log_gain.float(), r)
+        z = self.h_a(y.to(next(self.h_a.parameters()).dtype)).float() * self._interp(self.log_hgain.float(), r)
+        return y, z
+
+    def code_gained(self, y: Tensor, z_sym: Tensor, rate: float, image_hw: tuple[int, int]) -> Latents:
+        """Entropy-code gain-scaled latents ``y`` (rounded here, about their predicted means) with
+        the integer hyper-latents ``z_sym``, as ``code_latents`` does; encoder-side optimisation
+        supplies its own pair."""
+        if tuple(y.shape[-2:]) != _padded(image_hw, Y_STRIDE):
+            raise ValueError(f"latents {tuple(y.shape[-2:])} do not belong to a {image_hw} image padded to {STRIDE}")
+        z_sym = z_sym.cpu()
+        means, scales = self._entropy_params(z_sym, rate)
+        y = y.cpu()
+        region = coded_region(y.shape, image_hw)
+        y_sym = torch.round(y - means) * region
+        segments = [encode_symbols(z_sym.to(torch.int64).numpy(), self.z_prior.channel_index(z_sym.shape),
+                                   self.z_prior.table.cpu().numpy(), self.z_prior.radius)]
+        if self.context is None:
+            segments.append(self._code_y(y_sym, scales, region))
+        else:
+            anchor = anchor_mask(*y.shape[-2:]).expand_as(y)
+            means_2, scales_2 = self._context_params((y_sym + means) * anchor, means, scales)
+            y_sym = torch.where(anchor, y_sym, torch.round(y - means_2)) * region
+            segments += [self._code_y(y_sym, scales, anchor & region), self._code_y(y_sym, scales_2, ~anchor & region)]
+        crc = zlib.crc32(y_sym.to(torch.int32).numpy().astype("<i4").tobytes())
+        return Latents(segments, crc)
+
+    def decode_latents(self, segments: list[bytes], rate: float, image_hw: tuple[int, int],
+                       latent_crc: int | None = None) -> Tensor:
+        """Entropy-decode ``segments`` of an ``image_hw`` image and return the gain-removed ŷ
+        (padded to STRIDE) on the CPU (fp32)."""
+        expected = 2 if self.context is None else 3
+        if len(segments) != expected:
+            raise BitstreamError(f"expected {expected} latent segments for this model, found {len(segments)}")
+        h, w = _padded(image_hw, 1)
+        z_shape = (1, self.config.n, h // STRIDE, w // STRIDE)
+        z_sym = decode_symbols(segments[0], self.z_prior.channel_index(z_shape),
+                               self.z_prior.table.cpu().numpy(), self.z_prior.radius)
+        z_hat = torch.from_numpy(z_sym).float()
+        means, scales = self._entropy_params(z_hat, rate)
+        region = coded_region(means.shape, image_hw)
+        y_sym = torch.zeros(means.shape)
+        if self.context is None:
+            self._decode_y(segments[1], scales, y_sym, region)
+        else:
+            anchor = anchor_mask(*means.shape[-2:]).expand_as(means)
+            self._decode_y(segments[1], scales, y_sym, anchor & region)
+            means, scales_2 = self._context_params((y_sym + means) * anchor, means, scales)
+            self._decode_y(segments[2], scales_2, y_sym, ~anchor & region)
+        if latent_crc is not None and zlib.crc32(y_sym.to(torch.int32).numpy().astype("<i4").tobytes()) != latent_crc:
+            raise BitstreamError("latent checksum mismatch: the entropy decoder lost sync "
+                                 "(corrupt file or different coding tables)")
+        return (y_sym + means) * self._interp(self.log_inv_gain.float().cpu(), torch.tensor([rate]))
+
+    def synthesize(self, y_hat: Tensor) -> Tensor:
+        """g_s(ŷ) → image in [0,1] (still padded)."""
+        return self.g_s(y_hat).float().clamp(0, 1)
+
+
+def _quantise_ste(y: Tensor, means: Tensor) -> Tensor:
+    """round(y − μ) + μ in value; the gradient reaches y unchanged (straight through) and not
+    μ, so training only the entropy model never backpropagates through the synthesis."""
+    return y + (torch.round(y - means) + means - y).detach()
+
+
+def _padded(image_hw: tuple[int, int], stride: int) -> tuple[int, int]:
+    """Sides of an ``image_hw`` image padded to STRIDE, in units of ``stride``."""
+    return tuple(-(-side // STRIDE) * (STRIDE // stride) for side in image_hw)
+
+
+def coded_region(latent_shape: torch.Size, image_hw: tuple[int, int]) -> Tensor:
+    """Bool mask over a y grid: the symbols whose 16×16 footprint reaches into the image.
+    Coding the rest, which see only replicated padding, cost up to 8 % of a file (2 % on
+    average over the validation photos); their predicted means stand in for them in g_s's
+    view of the image's edge at a cost of at most 0.26 dB at rates 0.2–0.8 (0.35 dB at rate 1,
+    for 4 % fewer bytes), −1.2 % BD-rate in all."""
+    rows, cols = (-(-side // Y_STRIDE) for side in image_hw)
+    region = torch.zeros(latent_shape, dtype=torch.bool)
+    region[..., :rows, :cols] = True
+    return region
+
+
+def pad_to_stride(x: Tensor) -> Tensor:
+    """Replicate-pad the bottom/right so both sides are multiples of STRIDE."""
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, -w % STRIDE, 0, -h % STRIDE), mode="replicate")

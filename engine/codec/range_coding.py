@@ -1,0 +1,75 @@
+"""Lossless coding of integer symbols with integer probability tables (constriction's
+range coder).
+
+Each table is a row of integer counts over the alphabet ``[-radius, radius]`` plus one
+escape symbol. A symbol outside the row's range is coded as the escape, and its exact
+value is appended to a side stream, so any integer round-trips. Because the tables are
+integers stored with the weights, encoder and decoder build bit-identical models."""
+from __future__ import annotations
+
+import zlib
+
+import constriction
+import numpy as np
+
+from engine.errors import BitstreamError
+
+_Categorical = constriction.stream.model.Categorical
+_RangeEncoder = constriction.stream.queue.RangeEncoder
+_RangeDecoder = constriction.stream.queue.RangeDecoder
+
+
+def encode_symbols(values: np.ndarray, table_index: np.ndarray, tables: np.ndarray,
+                   radius: int) -> bytes:
+    """Code integer ``values`` where value i uses row ``table_index[i]`` of ``tables``.
+
+    ``tables`` has shape (n_tables, 2*radius + 2); its last column is the escape symbol."""
+    values = np.asarray(values, dtype=np.int64).ravel()
+    table_index = np.asarray(table_index, dtype=np.int64).ravel()
+    escape = 2 * radius + 1
+    symbols = values + radius
+    escaped = (symbols < 0) | (symbols >= escape)
+    symbols = np.where(escaped, escape, symbols).astype(np.int32)
+    encoder = _RangeEncoder()
+    for t in np.unique(table_index):
+        model = _Categorical(tables[t].astype(np.float64), perfect=False)
+        encoder.encode(symbols[table_index == t], model)
+    main = encoder.get_compressed().tobytes()
+    side = zlib.compress(values[escaped].astype("<i4").tobytes(), 9) if escaped.any() else b""
+    return len(main).to_bytes(4, "little") + main + side
+
+
+def decode_symbols(data: bytes, table_index: np.ndarray, tables: np.ndarray,
+                   radius: int) -> np.ndarray:
+    """Inverse of :func:`encode_symbols`; returns int64 values in ``table_index``'s shape."""
+    shape = np.shape(table_index)
+    table_index = np.asarray(table_index, dtype=np.int64).ravel()
+    if len(data) < 4:
+        raise BitstreamError("latent stream is truncated")
+    n_main = int.from_bytes(data[:4], "little")
+    main, side = data[4:4 + n_main], data[4 + n_main:]
+    if len(main) != n_main or n_main % 4:
+        raise BitstreamError("latent stream is truncated")
+    escape = 2 * radius + 1
+    symbols = np.empty(table_index.size, dtype=np.int64)
+    try:
+        decoder = _RangeDecoder(np.frombuffer(main, dtype=np.uint32).copy())
+        for t in np.unique(table_index):
+            model = _Categorical(tables[t].astype(np.float64), perfect=False)
+            where = np.flatnonzero(table_index == t)
+            symbols[where] = decoder.decode(model, where.size)
+    except (ValueError, RuntimeError, AssertionError) as exc:
+        raise BitstreamError(f"latent stream is corrupt ({exc})") from exc
+    values = symbols - radius
+    escaped = symbols == escape
+    if escaped.any():
+        try:
+            extra = np.frombuffer(zlib.decompress(side), dtype="<i4")
+        except zlib.error as exc:
+            raise BitstreamError("escape stream is corrupt") from exc
+        if extra.size != escaped.sum():
+            raise BitstreamError("escape stream does not match the latents")
+        values[escaped] = extra
+    elif side:
+        raise BitstreamError("latent stream has trailing bytes")
+    return values.reshape(shape)

@@ -1,0 +1,341 @@
+"""End-to-end tests of the `hfd` console script against tiny random-init weights."""
+import dataclasses
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine import api
+from engine.cli import codec as codec_commands
+from engine.cli import main
+from engine.codec.bitstream import pack, unpack
+from engine.progress import StepInfo
+from engine.testing import write_tiny_weights
+from tests.support import photo_like
+
+H, W = 40, 56
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return write_tiny_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    path = tmp_path_factory.mktemp("images") / "photo.png"
+    Image.fromarray(photo_like(H, W)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory, weights, photo):
+    path = tmp_path_factory.mktemp("hfd") / "photo.hfd"
+    assert main(["compress", str(photo), str(path), "--rate", "0.5", "--device", "cpu", "--weights", str(weights)]) == 0
+    return path
+
+
+def hfd(capsys, *args, weights=None) -> tuple[int, str, str]:
+    argv = [str(a) for a in args]
+    if weights is not None:
+        argv += ["--device", "cpu", "--weights", str(weights)]
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_failed(result, message: str) -> None:
+    code, out, err = result
+    assert code == 1, err
+    assert err.startswith("hfd: error: ") and err.count("\n") == 1, err
+    assert message in err, err
+
+
+def test_help_lists_commands_and_points_at_defaults(capsys):
+    code, out, _ = hfd(capsys, "--help")
+    assert code == 0 and all(name in out for name in ("compress", "decompress", "info", "model"))
+    code, out, _ = hfd(capsys, "decompress", "--help")
+    assert code == 0 and "hfd model" in out and "--realism" in out
+
+
+@pytest.mark.parametrize("argv", [[], ["compress", "a.png", "b.hfd"], ["compress", "a.png", "b.hfd", "--bpp", "1",
+                                  "--rate", "0.5"], ["decompress", "a.hfd", "b.png", "--decoder", "gan"],
+                                  ["decompress", "a.hfd", "b.png", "--steps", "many"], ["frobnicate"],
+                                  ["compress", "a.png", "b.hfd", "--rate", "0.5", "--optimise", "-3"],
+                                  ["compress", "a.png", "b.hfd", "--rate", "0.5", "--optimise", "lots"]])
+def test_bad_usage_exits_2(capsys, argv):
+    code, _, err = hfd(capsys, *argv)
+    assert code == 2 and "usage: hfd" in err
+
+
+def test_optimised_compress_reports_progress_and_decodes(capsys, tmp_path, weights, photo):
+    plain, optimised = tmp_path / "plain.hfd", tmp_path / "optimised.hfd"
+    assert hfd(capsys, "compress", photo, plain, "--bpp", "3", weights=weights)[0] == 0
+    code, printed, err = hfd(capsys, "compress", photo, optimised, "--bpp", "3", "--optimise", "10", weights=weights)
+    assert code == 0 and "bpp, target 3" in printed
+    assert "optimising latents: step 10/30" in err and err.rstrip().endswith("step 30/30")
+    assert optimised.read_bytes() != plain.read_bytes() and optimised.stat().st_size * 8 / (H * W) <= 3
+    assert hfd(capsys, "decompress", optimised, tmp_path / "o.png", "--decoder", "ae", weights=weights)[0] == 0
+
+
+def test_compress_info_decompress_round_trip(capsys, tmp_path, weights, photo):
+    out = tmp_path / "p.hfd"
+    code, printed, _ = hfd(capsys, "compress", photo, out, "--rate", "0.5", weights=weights)
+    assert code == 0
+    size = out.stat().st_size
+    assert printed.startswith(f"{out}: {size} bytes, {size * 8 / (H * W):.4f} bpp")
+
+    code, printed, _ = hfd(capsys, "info", out)
+    assert code == 0
+    assert f"{W}×{H}, rgb" in printed and f"{size} bytes" in printed and ".hfd v2" in printed
+    assert "tiny-test-0 (weights " in printed and re.search(r"^rate +0\.5000$", printed, re.M)
+
+    png = tmp_path / "p.png"
+    code, printed, _ = hfd(capsys, "decompress", out, png, "--decoder", "ae", weights=weights)
+    assert code == 0 and "autoencoder only" in printed
+    decoded = Image.open(png)
+    assert decoded.mode == "RGB" and decoded.size == (W, H)
+    reference = api.Engine(weights, device="cpu").decode_ae(out.read_bytes())
+    np.testing.assert_array_equal(np.asarray(decoded), reference)
+
+
+def test_bpp_target_is_met_from_below(capsys, tmp_path, weights, photo, encoded):
+    target = len(encoded.read_bytes()) * 8 / (H * W)
+    out = tmp_path / "t.hfd"
+    code, printed, _ = hfd(capsys, "compress", photo, out, "--bpp", f"{target:.6f}", weights=weights)
+    assert code == 0 and "target" in printed
+    assert out.stat().st_size * 8 / (H * W) <= target
+
+
+def test_gray_image_decodes_to_gray_png(capsys, tmp_path, weights):
+    gray = tmp_path / "g.png"
+    Image.fromarray(photo_like(H, W)[:, :, 1], "L").save(gray)
+    code, printed, _ = hfd(capsys, "compress", gray, tmp_path / "g.hfd", "--rate", "0.3", weights=weights)
+    assert code == 0 and "gray" in printed
+    assert "gray" in hfd(capsys, "info", tmp_path / "g.hfd")[1]
+    assert hfd(capsys, "decompress", tmp_path / "g.hfd", tmp_path / "g_out.png", "--decoder", "ae",
+               weights=weights)[0] == 0
+    assert Image.open(tmp_path / "g_out.png").mode == "L"
+
+
+@pytest.mark.parametrize("decoder", ["diffusion", "flow"])
+def test_refined_decode_end_to_end(capsys, tmp_path, weights, encoded, decoder):
+    out = tmp_path / "r.png"
+    code, printed, err = hfd(capsys, "decompress", encoded, out, "--decoder", decoder, "--steps", "2",
+                             weights=weights)
+    assert code == 0, err
+    assert [line.split("  ")[0] for line in err.splitlines() if line.startswith("step")] == ["step 1/2", "step 2/2"]
+    assert Image.open(out).size == (W, H) and "--steps 2" in printed
+
+
+def test_refined_decode_merges_defaults_and_reports_steps(capsys, tmp_path, weights, encoded, monkeypatch):
+    seen = {}
+
+    def decode(self, data, settings, on_step=None, cancel=None):
+        seen["settings"] = settings
+        x_ae = self.decode_ae(data)
+        for i in (1, 2):
+            on_step(StepInfo(i, 2, x_ae, 0.1 * i))
+        return x_ae
+
+    monkeypatch.setattr(api.Engine, "decode", decode)
+    code, printed, err = hfd(capsys, "decompress", encoded, tmp_path / "r.png", "--decoder", "flow",
+                             "--steps", "3", "--seed", "7", weights=weights)
+    assert code == 0
+    defaults = api.Engine(weights, device="cpu").info.defaults["flow"]
+    # the default realism (None: by bitrate; these weights have no schedule, so 1) is resolved for the file
+    assert defaults.realism is None
+    assert seen["settings"] == dataclasses.replace(defaults, steps=3, seed=7, realism=1.0)
+    assert seen["settings"].noise == defaults.noise  # unset options keep the weights' defaults
+    assert err.splitlines() == ["step 1/2  0.1 s", "step 2/2  0.2 s"]
+    assert "--steps 3" in printed and "--seed 7" in printed
+    assert "--solver euler" in printed and "--shift 0.0" in printed  # what the flow reads
+    assert (tmp_path / "r.png").exists()
+
+
+@pytest.mark.parametrize("decoder, option, value", [("ae", "--steps", "4"), ("ae", "--shift", "1"),
+                                                    ("diffusion", "--solver", "heun")])
+def test_options_a_decoder_does_not_read_are_refused(capsys, tmp_path, weights, encoded, decoder, option, value):
+    out = tmp_path / "x.png"
+    assert_failed(hfd(capsys, "decompress", encoded, out, "--decoder", decoder, option, value, weights=weights),
+                  f"{option} has no effect with --decoder {decoder}")
+    assert not out.exists()
+
+
+def test_missing_and_corrupt_images(capsys, tmp_path, weights, photo):
+    out = tmp_path / "x.hfd"
+    assert_failed(hfd(capsys, "compress", tmp_path / "nope.png", out, "--rate", "0.5", weights=weights),
+                  "image not found")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(photo.read_bytes()[:300])
+    assert_failed(hfd(capsys, "compress", broken, out, "--rate", "0.5", weights=weights), "truncated or corrupt")
+    assert not out.exists()
+
+
+def _damaged_files(valid: bytes) -> dict[str, tuple[bytes, str]]:
+    flipped = bytearray(valid)
+    flipped[len(valid) // 2] ^= 0x40
+    future = bytearray(valid)
+    future[4] = 3
+    header, segments = unpack(valid)
+    foreign = pack(dataclasses.replace(header, weights_hash="ffffffffffffffff"), segments)
+    return {"truncated": (valid[:-9], "truncated .hfd file"),
+            "corrupt": (bytes(flipped), "corrupt .hfd file"),
+            "wrong magic": (b"GIF89a" + valid[6:], "not a .hfd file"),
+            "future version": (bytes(future), "written by a newer hfd (format v3)"),
+            "empty": (b"", "empty file"),
+            "wrong model": (foreign, "file was written by model tiny-test-0 (weights ffffffffffffffff)")}
+
+
+@pytest.mark.parametrize("case", ["truncated", "corrupt", "wrong magic", "future version", "empty", "wrong model"])
+def test_bad_hfd_files_fail_cleanly_and_write_nothing(capsys, tmp_path, weights, encoded, case):
+    data, message = _damaged_files(encoded.read_bytes())[case]
+    bad = tmp_path / "bad.hfd"
+    bad.write_bytes(data)
+    out = tmp_path / "out.png"
+    assert_failed(hfd(capsys, "decompress", bad, out, "--decoder", "ae", weights=weights), message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.hfd"]
+    if case != "wrong model":  # info needs no weights, so it cannot know the model is wrong
+        assert_failed(hfd(capsys, "info", bad), message)
+
+
+def test_existing_output_survives_a_failed_decode(capsys, tmp_path, weights):
+    (tmp_path / "bad.hfd").write_bytes(b"not hfd at all")
+    out = tmp_path / "out.png"
+    out.write_bytes(b"previous result")
+    assert_failed(hfd(capsys, "decompress", tmp_path / "bad.hfd", out, weights=weights), "not a .hfd file")
+    assert out.read_bytes() == b"previous result"
+
+
+def test_unwritable_output_and_missing_inputs(capsys, tmp_path, weights, photo, encoded):
+    assert_failed(hfd(capsys, "compress", photo, tmp_path / "no" / "x.hfd", "--rate", "0.5", weights=weights),
+                  "cannot write")
+    assert_failed(hfd(capsys, "info", tmp_path / "nope.hfd"), "cannot read")
+    assert_failed(hfd(capsys, "compress", photo, tmp_path / "x.hfd", "--rate", "0.5", "--weights",
+                      tmp_path / "empty"), "no autoencoder weights")
+    assert_failed(hfd(capsys, "compress", photo, tmp_path / "x.hfd", "--rate", "1.5", weights=weights),
+                  "rate 1.5 is outside [0, 1]")
+
+
+def test_model_command_describes_the_weights(capsys, weights):
+    code, printed, _ = hfd(capsys, "model", weights=weights)
+    assert code == 0 and "tiny-test-0 (weights " in printed
+    assert re.search(r"^decoders +ae, diffusion, flow$", printed, re.M)
+    assert re.search(r"^flow defaults +--steps \d+ .*--solver euler$", printed, re.M)
+    assert re.search(r"^flow start noise +x_ae \+ σ·ε in \[-1, 1\], σ = 0\.25$", printed, re.M)
+    assert re.search(r"^diffusion defaults +--steps \d+ --shift \S+ .*--realism \S+$", printed, re.M)
+    assert re.search(r"^diffusion shift range +0 \.\. 3$", printed, re.M)
+    assert re.search(r"^flow shift range +-3 \.\. 3$", printed, re.M)
+    assert re.search(r"^flow refines +the autoencoder's unfiltered output \(g_s\)$", printed, re.M)
+
+
+def test_default_realism_follows_the_files_rate(capsys, tmp_path, weights, encoded, monkeypatch):
+    folder = tmp_path / "weights"
+    shutil.copytree(weights, folder)
+    (folder / "decode_defaults.json").write_text(json.dumps(
+        {"flow": {"steps": 2, "noise": 0.0, "solver": "euler", "realism": [[0.2, 1.0], [0.8, 0.0]]}}))
+    code, printed, _ = hfd(capsys, "model", weights=folder)
+    assert code == 0 and re.search(r"^flow defaults +--steps 2 --shift 0.0 --noise 0.0 --seed 0 --solver euler$", printed, re.M)
+    assert re.search(r"^flow realism +by the file's rate: 1 up to rate 0.2, 0 from rate 0.8 \(linear between\)$",
+                     printed, re.M)
+    assert re.search(r"^diffusion defaults +.*--realism 1.0$", printed, re.M)  # no schedule: one realism
+
+    seen, hashed = [], []
+    monkeypatch.setattr(api.Engine, "decode", lambda self, data, settings, on_step=None, cancel=None:
+                        seen.append(settings) or self.decode_ae(data))
+    real_hash = api.file_hash
+    monkeypatch.setattr(api, "file_hash", lambda path: hashed.append(Path(path).name) or real_hash(path))
+    # the file was coded at rate 0.5: halfway down the ramp
+    code, printed, _ = hfd(capsys, "decompress", encoded, tmp_path / "a.png", "--decoder", "flow", weights=folder)
+    assert code == 0 and seen[-1].realism == 0.5 and "--realism 0.5" in printed
+    assert hashed == ["autoencoder.safetensors"]  # naming the settings hashes no decoder file
+    code, printed, _ = hfd(capsys, "decompress", encoded, tmp_path / "b.png", "--decoder", "flow", "--realism", "0.3",
+                           weights=folder)
+    assert code == 0 and seen[-1].realism == 0.3 and "--realism 0.3" in printed
+
+
+def test_keyboard_interrupt_exits_130(capsys, tmp_path, monkeypatch):
+    def interrupted(_source):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(codec_commands, "load_image", interrupted)
+    code, _, err = hfd(capsys, "compress", "a.png", tmp_path / "a.hfd", "--rate", "0.5")
+    assert code == 130 and err == "hfd: interrupted\n"
+
+
+@pytest.mark.parametrize("value", ["0.05,0.001", "abc", "0.1"])
+def test_train_rejects_a_bad_lambda_range_before_loading_anything(value, capsys):
+    assert main(["train", "autoencoder", "--data", "/nonexistent", "--lambda-range", value]) == 2
+    assert "argument --lambda-range" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0,0", "1", "-1,2", "a,b"])
+def test_train_rejects_a_bad_extend_before_loading_anything(value, capsys):
+    assert main(["train", "autoencoder", "--data", "/nonexistent", "--extend", value]) == 2
+    assert "argument --extend" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["flow", "--init", "w.safetensors"], ["autoencoder"],
+                                  ["autoencoder", "--init", "w.safetensors", "--lambda-range", "1e-4,0.1"]])
+def test_extend_needs_the_autoencoder_stage_and_init_weights(args, capsys):
+    assert main(["train", *args, "--data", "/nonexistent", "--extend", "1,0"]) != 0
+    assert "--extend needs the autoencoder stage and --init" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["flow", "--init", "w.safetensors"], ["autoencoder"],
+                                  ["autoencoder", "--init", "w.safetensors", "--extend", "1,0"]])
+def test_synthesis_only_needs_the_autoencoder_stage_and_init_weights(args, capsys):
+    assert main(["train", *args, "--data", "/nonexistent", "--synthesis-only"]) != 0
+    assert "--synthesis-only needs the autoencoder stage and --init" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stage", ["autoencoder", "postfilter"])
+def test_condition_on_rate_is_for_the_decoder_stages(stage, capsys):
+    assert main(["train", stage, "--data", "/nonexistent", "--condition-on-rate"]) != 0
+    assert "--condition-on-rate is for the diffusion and flow stages" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", [[], ["pf.safetensors"]])
+def test_post_filtered_is_for_the_decoder_stages(value, capsys):
+    assert main(["train", "postfilter", "--data", "/nonexistent", "--post-filtered", *value]) != 0
+    assert "--post-filtered is for the diffusion and flow stages" in capsys.readouterr().err
+
+
+def test_the_post_filter_stage_takes_its_architecture_from_its_start(capsys):
+    assert main(["train", "postfilter", "--data", "/nonexistent", "--base", "16"]) != 0
+    assert "--base is for the diffusion and flow stages" in capsys.readouterr().err
+
+
+def test_flow_sigma_is_for_the_flow_stage(capsys):
+    assert main(["train", "diffusion", "--flow-sigma", "0.1", "--data", "/nonexistent"]) != 0
+    assert "--flow-sigma is for the flow stage" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value, message", [("0", r"must be in \(0, 1\], got 0"), ("0.2,1.5", r"got 1.5"),
+                                            ("0.1,0.2,0.3", "expected S or S0,S1"), ("high", "expected S or S0,S1")])
+def test_flow_sigma_must_be_one_or_two_sigmas_in_range(value, message, capsys):
+    assert main(["train", "flow", "--flow-sigma", value, "--data", "/nonexistent"]) == 2
+    err = capsys.readouterr().err
+    assert "argument --flow-sigma" in err and re.search(message, err)
+
+
+@pytest.mark.parametrize("args", [["flow", "--init", "w.safetensors"], ["autoencoder"],
+                                  ["autoencoder", "--init", "w.safetensors", "--extend", "1,0"]])
+def test_add_context_needs_the_autoencoder_stage_and_init_weights(args, capsys):
+    assert main(["train", *args, "--data", "/nonexistent", "--add-context"]) != 0
+    assert "--add-context needs the autoencoder stage and --init" in capsys.readouterr().err
+
+
+def test_decompress_with_a_post_filter_says_so_and_writes_the_filtered_decode(capsys, tmp_path, photo):
+    weights = write_tiny_weights(tmp_path / "w", post_filter=True)
+    out, png = tmp_path / "p.hfd", tmp_path / "p.png"
+    assert hfd(capsys, "compress", photo, out, "--rate", "0.5", weights=weights)[0] == 0
+    code, printed, _ = hfd(capsys, "decompress", out, png, "--decoder", "ae", weights=weights)
+    assert code == 0 and "(autoencoder only, post-filtered)" in printed
+    engine = api.Engine(weights, device="cpu")
+    np.testing.assert_array_equal(np.asarray(Image.open(png)), engine.decode_ae(out.read_bytes()))
+    assert not np.array_equal(np.asarray(Image.open(png)), engine.decode_ae(out.read_bytes(), post_filter=False))
