@@ -32,6 +32,7 @@ from engine.codec.autoencoder import (
     pad_to_stride,
 )
 from engine.data.photos import PhotoSet
+from engine.errors import SettingsError
 from engine.training.loop import TrainConfig, Trainer
 from engine.weights import load_state, read_metadata, save_weights
 
@@ -148,11 +149,11 @@ def train_autoencoder(data: PhotoSet, val: PhotoSet, config: TrainConfig,
     of ``init``; ``add_context``: give ``init`` a context model and train it with the rest
     (all in the module docstring)."""
     if any(extend) and (init is None or lambda_range is not None):
-        raise ValueError("extending the rate range needs init weights and keeps their λ range")
+        raise SettingsError("extending the rate range needs init weights and keeps their λ range")
     if synthesis_only and (init is None or lambda_range is not None or any(extend)):
-        raise ValueError("fine-tuning the synthesis needs init weights and keeps everything else")
+        raise SettingsError("fine-tuning the synthesis needs init weights and keeps everything else")
     if add_context and (init is None or lambda_range is not None or any(extend) or synthesis_only):
-        raise ValueError("adding a context model needs init weights and nothing else changed")
+        raise SettingsError("adding a context model needs init weights and nothing else changed")
     prior_steps = 0
     if init is not None:
         _, config_dict, init_extra = read_metadata(init)

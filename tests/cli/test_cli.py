@@ -267,69 +267,6 @@ def test_keyboard_interrupt_exits_130(capsys, tmp_path, monkeypatch):
     assert code == 130 and err == "hfd: interrupted\n"
 
 
-@pytest.mark.parametrize("value", ["0.05,0.001", "abc", "0.1"])
-def test_train_rejects_a_bad_lambda_range_before_loading_anything(value, capsys):
-    assert main(["train", "autoencoder", "--data", "/nonexistent", "--lambda-range", value]) == 2
-    assert "argument --lambda-range" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("value", ["0,0", "1", "-1,2", "a,b"])
-def test_train_rejects_a_bad_extend_before_loading_anything(value, capsys):
-    assert main(["train", "autoencoder", "--data", "/nonexistent", "--extend", value]) == 2
-    assert "argument --extend" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("args", [["flow", "--init", "w.safetensors"], ["autoencoder"],
-                                  ["autoencoder", "--init", "w.safetensors", "--lambda-range", "1e-4,0.1"]])
-def test_extend_needs_the_autoencoder_stage_and_init_weights(args, capsys):
-    assert main(["train", *args, "--data", "/nonexistent", "--extend", "1,0"]) != 0
-    assert "--extend needs the autoencoder stage and --init" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("args", [["flow", "--init", "w.safetensors"], ["autoencoder"],
-                                  ["autoencoder", "--init", "w.safetensors", "--extend", "1,0"]])
-def test_synthesis_only_needs_the_autoencoder_stage_and_init_weights(args, capsys):
-    assert main(["train", *args, "--data", "/nonexistent", "--synthesis-only"]) != 0
-    assert "--synthesis-only needs the autoencoder stage and --init" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("stage", ["autoencoder", "postfilter"])
-def test_condition_on_rate_is_for_the_decoder_stages(stage, capsys):
-    assert main(["train", stage, "--data", "/nonexistent", "--condition-on-rate"]) != 0
-    assert "--condition-on-rate is for the diffusion and flow stages" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("value", [[], ["pf.safetensors"]])
-def test_post_filtered_is_for_the_decoder_stages(value, capsys):
-    assert main(["train", "postfilter", "--data", "/nonexistent", "--post-filtered", *value]) != 0
-    assert "--post-filtered is for the diffusion and flow stages" in capsys.readouterr().err
-
-
-def test_the_post_filter_stage_takes_its_architecture_from_its_start(capsys):
-    assert main(["train", "postfilter", "--data", "/nonexistent", "--base", "16"]) != 0
-    assert "--base is for the diffusion and flow stages" in capsys.readouterr().err
-
-
-def test_flow_sigma_is_for_the_flow_stage(capsys):
-    assert main(["train", "diffusion", "--flow-sigma", "0.1", "--data", "/nonexistent"]) != 0
-    assert "--flow-sigma is for the flow stage" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("value, message", [("0", r"must be in \(0, 1\], got 0"), ("0.2,1.5", r"got 1.5"),
-                                            ("0.1,0.2,0.3", "expected S or S0,S1"), ("high", "expected S or S0,S1")])
-def test_flow_sigma_must_be_one_or_two_sigmas_in_range(value, message, capsys):
-    assert main(["train", "flow", "--flow-sigma", value, "--data", "/nonexistent"]) == 2
-    err = capsys.readouterr().err
-    assert "argument --flow-sigma" in err and re.search(message, err)
-
-
-@pytest.mark.parametrize("args", [["flow", "--init", "w.safetensors"], ["autoencoder"],
-                                  ["autoencoder", "--init", "w.safetensors", "--extend", "1,0"]])
-def test_add_context_needs_the_autoencoder_stage_and_init_weights(args, capsys):
-    assert main(["train", *args, "--data", "/nonexistent", "--add-context"]) != 0
-    assert "--add-context needs the autoencoder stage and --init" in capsys.readouterr().err
-
-
 def test_decompress_with_a_post_filter_says_so_and_writes_the_filtered_decode(capsys, tmp_path, photo):
     weights = write_tiny_weights(tmp_path / "w", post_filter=True)
     out, png = tmp_path / "p.hfd", tmp_path / "p.png"

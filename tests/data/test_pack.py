@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,9 +115,9 @@ def test_a_pack_is_marked_so_training_uses_its_photos_at_their_packed_size(fetch
     assert not is_pack(fetched) and training_downscale(fetched) == 2.0
 
 
-@pytest.mark.parametrize("packed, extra, expected", [(True, [], 1.0), (False, [], 2.0), (True, ["--downscale", "3"], 3.0)])
+@pytest.mark.parametrize("packed, expected", [(True, 1.0), (False, 2.0)])
 def test_train_downscales_fetched_photos_but_not_a_pack_again(fetched, tmp_path, monkeypatch, capsys,
-                                                              packed, extra, expected):
+                                                              packed, expected):
     factors = []
 
     def load(cls, paths, downscale=2.0, min_side=256):
@@ -128,7 +129,8 @@ def test_train_downscales_fetched_photos_but_not_a_pack_again(fetched, tmp_path,
     if packed:
         data = tmp_path / "pack"
         pack_photos(fetched, data, max_side=64, log=lambda _: None)
-    assert main(["train", "flow", "--data", str(data), "--out", str(tmp_path / "run"), *extra]) != 0
+    recipe = Path(__file__).resolve().parents[2] / "assets" / "recipes" / "flow.toml"
+    assert main(["train", str(recipe), "--data", str(data), "--out", str(tmp_path / "run")]) != 0
     assert factors == [expected]
     out = capsys.readouterr().out
     assert f"downscaled {expected:g}× for training" in out

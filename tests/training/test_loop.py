@@ -199,17 +199,35 @@ def test_two_process_ddp_run_under_torchrun_trains_and_exports(tmp_path):
     for i in range(4):
         Image.fromarray(rng.integers(0, 256, (160, 192, 3), dtype=np.uint8)).save(photos / f"p{i}.png")
     weights = write_tiny_weights(tmp_path / "w")
-    out = tmp_path / "run"
+    recipe = tmp_path / "tiny-flow.toml"
+    recipe.write_text(f"""stage = "flow"
+ships_as = "flow.safetensors"
+[architecture]
+base = 8
+mults = [1, 2]
+blocks = 1
+groups = 4
+level_dim = 16
+[start]
+autoencoder = "{weights / 'autoencoder.safetensors'}"
+[[phase]]
+name = "only"
+steps = 2
+lr = 1e-4
+batch = 1
+crop = 64
+bf16 = false
+""")
+    out = tmp_path / "runs"
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "engine.cli", "train", "flow", "--data", str(photos), "--autoencoder",
-         str(weights / "autoencoder.safetensors"), "--base", "8", "--steps", "2", "--batch", "1",
-         "--crop", "64", "--checkpoint-every", "2", "--device", "cpu", "--no-bf16", "--threads", "1",
+         "-m", "engine.cli", "train", str(recipe), "--data", str(photos), "--device", "cpu", "--threads", "1",
          "--time-limit", "600", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("weights:") == 2  # both ranks ran to the end
-    assert ScoreDecoder.load(out / "flow.safetensors").facts.train_steps == 2
-    assert [json.loads(line)["step"] for line in (out / "train.log").read_text().splitlines()] == [2]
+    run = out / "tiny-flow" / "only"
+    assert ScoreDecoder.load(run / "flow.safetensors").facts.train_steps == 2
+    assert [json.loads(line)["step"] for line in (run / "train.log").read_text().splitlines()] == [2]
 
 
 def _continue_tiny_autoencoder(tmp_path, lr: float, **options) -> tuple[HyperpriorAutoencoder, Path, TrainConfig]:
@@ -238,7 +256,7 @@ def test_extend_trains_only_the_new_outer_gain_levels(tmp_path):
             torch.testing.assert_close(after[name], value)
     for row in (0, -1):  # both new levels trained
         assert not torch.equal(after["log_gain"][row], start["log_gain"][row].bfloat16().float())
-    with pytest.raises(ValueError, match="needs init weights"):
+    with pytest.raises(SettingsError, match="needs init weights"):
         train_autoencoder(tiny_photos(), tiny_photos(1), config, extend=(1, 0))
 
 
@@ -261,7 +279,7 @@ def test_synthesis_only_changes_the_reconstruction_but_not_one_byte_of_any_file(
             assert old.segments == new.segments and old.latent_crc == new.latent_crc
         y_hat = tuned.decode_latents(new.segments, 1.0, (64, 128))
         assert not torch.equal(tuned.synthesize(y_hat), init.synthesize(y_hat))
-    with pytest.raises(ValueError, match="fine-tuning the synthesis needs init weights"):
+    with pytest.raises(SettingsError, match="fine-tuning the synthesis needs init weights"):
         train_autoencoder(tiny_photos(), tiny_photos(1), config, synthesis_only=True)
 
 
@@ -286,5 +304,5 @@ def test_add_context_trains_the_context_model_jointly_with_the_transforms(tmp_pa
         latents = trained.code_latents(trained.analyze(x), 0.5, (64, 64))
         assert len(latents.segments) == 3
         assert trained.synthesize(trained.decode_latents(latents.segments, 0.5, (64, 64), latents.latent_crc)).shape == x.shape
-    with pytest.raises(ValueError, match="adding a context model needs init weights"):
+    with pytest.raises(SettingsError, match="adding a context model needs init weights"):
         train_autoencoder(tiny_photos(), tiny_photos(1), config, add_context=True)
