@@ -36,6 +36,7 @@ from engine.decoders.score_decoder import (
     KINDS,
     ScoreDecoder,
     TrainedFacts,
+    check_settings,
     cpu_supports_bf16,
     sampling_shift_range,
 )
@@ -355,8 +356,9 @@ class Engine:
         return self._pack_latents(self.autoencoder.code_latents(y, rate, (h, w)), rate, w, h, colour)
 
     def _pack_latents(self, latents: Latents, rate: float, w: int, h: int, colour: str) -> Encoded:
+        crc = bitstream.sealed_checksum(latents.symbols_crc, self.model_id, self.weights_hash, rate, w, h, colour)
         header = bitstream.HfdHeader(model_id=self.model_id, weights_hash=self.weights_hash, rate=rate,
-                                     width=w, height=h, colour=colour, latent_crc=latents.latent_crc)
+                                     width=w, height=h, colour=colour, latent_crc=crc)
         return Encoded(bitstream.pack(header, latents.segments), w, h, rate)
 
     def _encode_at_bpp(self, y: torch.Tensor, bpp: float, w: int, h: int, colour: str) -> Encoded:
@@ -415,13 +417,21 @@ class Engine:
         with self._oom_guard(h, w):
             return to_uint8(self.post_filter.apply(to_tensor(x_ae).to(self.device), rate))
 
-    def _decode_ae(self, data: bytes) -> tuple["bitstream.HfdHeader", np.ndarray]:
-        """The file's checked header and g_s's decode of it, from one parse."""
+    def _parse(self, data: bytes) -> tuple["bitstream.HfdHeader", list[bytes]]:
+        """The file's header, checked to belong to these weights, and its payload segments."""
         header, segments = bitstream.unpack(data)
         bitstream.check_model(header, self.model_id, self.weights_hash)
+        return header, segments
+
+    def _decode_ae(self, data: bytes) -> tuple["bitstream.HfdHeader", np.ndarray]:
+        """The file's checked header and g_s's decode of it, from one parse."""
+        return self._synthesize(*self._parse(data))
+
+    def _synthesize(self, header: "bitstream.HfdHeader", segments: list[bytes]) -> tuple["bitstream.HfdHeader", np.ndarray]:
         h, w = header.height, header.width
         with torch.inference_mode(), self._oom_guard(h, w):
-            y_hat = self.autoencoder.decode_latents(segments, header.rate, (h, w), header.latent_crc)
+            y_hat = self.autoencoder.decode_latents(segments, header.rate, (h, w),
+                                                    functools.partial(bitstream.check_payload, header))
             y_hat = y_hat.to(self.device)
             if self._fast:
                 y_hat = y_hat.contiguous(memory_format=torch.channels_last)
@@ -448,11 +458,7 @@ class Engine:
                 raise SettingsError("the autoencoder's post-filter depends on the rate the file was coded at: "
                                     "pass the rate")
             return self._post_filtered(x_ae, rate)
-        if settings.realism is None:
-            if rate is None:
-                raise SettingsError("the default realism depends on the rate the file was coded at: "
-                                    "pass the rate, or a realism")
-            settings = _resolve_realism(settings, self._realism, rate)
+        settings = self.check_settings(settings, rate)
         decoder = self.decoder(settings.decoder)
         h, w = x_ae.shape[:2]
         base = None
@@ -474,9 +480,29 @@ class Engine:
                                  rate=rate, base=base)
         return to_uint8(out)
 
+    def check_settings(self, settings: DecodeSettings, rate: float | None = None) -> DecodeSettings:
+        """``settings`` as a decode of a file coded at ``rate`` would run them (a default realism
+        resolved for it), or SettingsError naming the first one out of range; reads no network, so
+        a decode can refuse bad settings before it does any work."""
+        if settings.decoder == "ae":
+            return settings
+        if settings.decoder not in self._decoder_facts:
+            raise SettingsError(f"no weights for the {settings.decoder!r} decoder in {self.weights_dir}")
+        if settings.realism is None:
+            if rate is None:
+                raise SettingsError("the default realism depends on the rate the file was coded at: "
+                                    "pass the rate, or a realism")
+            settings = _resolve_realism(settings, self._realism, rate)
+        check_settings(settings.decoder, self._decoder_facts[settings.decoder], settings.steps, settings.shift,
+                       settings.noise, settings.realism, settings.solver, settings.seed)
+        return settings
+
     def decode(self, data: bytes, settings: DecodeSettings, on_step: StepCallback | None = None,
                cancel: CancelToken | None = None) -> np.ndarray:
-        header, x_ae = self._decode_ae(data)
+        """Decode a .hfd file with ``settings``; the file and the settings are checked before any work."""
+        header, segments = self._parse(data)
+        settings = self.check_settings(settings, header.rate)
+        _, x_ae = self._synthesize(header, segments)
         return self.refine(x_ae, settings, rate=header.rate, on_step=on_step, cancel=cancel)
 
     def _autocast(self) -> torch.autocast:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from engine.data.photos import PhotoSet
+from engine.errors import BitstreamError
 from engine.training.loop import TrainConfig
 
 
@@ -44,3 +45,11 @@ def tiny_train_config(out_dir, steps: int) -> TrainConfig:
     """A CPU, fp32 run of ``steps`` steps on 2 × 64² crops that logs and checkpoints often."""
     return TrainConfig(out_dir=out_dir, steps=steps, batch=2, crop=64, warmup=2, log_every=1,
                        checkpoint_every=2, bf16=False, device="cpu")
+
+
+def matches(crc: int):
+    """A ``check_symbols`` for ``decode_latents`` that wants the symbols' CRC32 to be ``crc``."""
+    def check(found: int) -> None:
+        if found != crc:
+            raise BitstreamError("payload checksum mismatch")
+    return check

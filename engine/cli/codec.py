@@ -5,6 +5,8 @@ The engine (and with it torch) is imported only by the commands that need weight
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -105,7 +107,30 @@ def open_engine(args: argparse.Namespace) -> Engine:
     return Engine(weights_dir=args.weights, device=args.device)
 
 
+def check_output(source: Path, output: Path) -> None:
+    """Refuse, before any work, an output that cannot be written or that is the input itself
+    (the same path, or another name for the same file): writing it would destroy the input."""
+    if output.is_dir():
+        raise HfdError(f"{output} is a folder: name the file to write")
+    if not output.parent.is_dir():
+        raise HfdError(f"cannot write {output}: the folder {output.parent} does not exist")
+    same = output.resolve() == source.resolve()
+    if not same and output.exists() and source.exists():
+        same = os.path.samefile(source, output)
+    if same:
+        raise HfdError(f"{output} is the input file: writing it would destroy the input; choose another path")
+
+
+def check_target(args: argparse.Namespace) -> None:
+    if args.bpp is not None and not (math.isfinite(args.bpp) and args.bpp > 0):
+        raise SettingsError(f"--bpp must be a positive number, got {args.bpp:g}")
+    if args.rate is not None and not 0.0 <= args.rate <= 1.0:
+        raise SettingsError(f"--rate must be in [0, 1], got {args.rate:g}")
+
+
 def compress_command(args: argparse.Namespace) -> None:
+    check_output(args.image, args.output)
+    check_target(args)
     image = load_image(args.image)
     engine = open_engine(args)
     encoded = engine.encode(image.rgb, rate=args.rate, bpp=args.bpp, colour=image.colour,
@@ -117,6 +142,7 @@ def compress_command(args: argparse.Namespace) -> None:
 
 
 def decompress_command(args: argparse.Namespace) -> None:
+    check_output(args.input, args.output)
     data = read_file(args.input)
     header, _ = unpack(data)  # a broken file fails here, before any weights load
     overrides = {name: getattr(args, name) for name in REFINE_OPTIONS if getattr(args, name) is not None}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import zlib
 from dataclasses import asdict, dataclass, replace
+from typing import Callable
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ class Latents:
     """What the codec transmits, as byte strings plus the checksum of the y symbols."""
 
     segments: list[bytes]
-    latent_crc: int
+    symbols_crc: int  # CRC32 of every coded y symbol (the header's payload checksum starts from it)
 
 
 class HyperpriorAutoencoder(nn.Module):
@@ -250,13 +251,13 @@ class HyperpriorAutoencoder(nn.Module):
             means_2, scales_2 = self._context_params((y_sym + means) * anchor, means, scales)
             y_sym = torch.where(anchor, y_sym, torch.round(y - means_2)) * region
             segments += [self._code_y(y_sym, scales, anchor & region), self._code_y(y_sym, scales_2, ~anchor & region)]
-        crc = zlib.crc32(y_sym.to(torch.int32).numpy().astype("<i4").tobytes())
-        return Latents(segments, crc)
+        return Latents(segments, symbols_crc(y_sym))
 
     def decode_latents(self, segments: list[bytes], rate: float, image_hw: tuple[int, int],
-                       latent_crc: int | None = None) -> Tensor:
+                       check_symbols: Callable[[int], None] | None = None) -> Tensor:
         """Entropy-decode ``segments`` of an ``image_hw`` image and return the gain-removed ŷ
-        (padded to STRIDE) on the CPU (fp32)."""
+        (padded to STRIDE) on the CPU (fp32). ``check_symbols(crc)`` sees the CRC32 of the decoded
+        symbols before anything else is computed, and raises if they are not the file's."""
         expected = 2 if self.context is None else 3
         if len(segments) != expected:
             raise BitstreamError(f"expected {expected} latent segments for this model, found {len(segments)}")
@@ -275,14 +276,22 @@ class HyperpriorAutoencoder(nn.Module):
             self._decode_y(segments[1], scales, y_sym, anchor & region)
             means, scales_2 = self._context_params((y_sym + means) * anchor, means, scales)
             self._decode_y(segments[2], scales_2, y_sym, ~anchor & region)
-        if latent_crc is not None and zlib.crc32(y_sym.to(torch.int32).numpy().astype("<i4").tobytes()) != latent_crc:
-            raise BitstreamError("latent checksum mismatch: the entropy decoder lost sync "
-                                 "(corrupt file or different coding tables)")
+        if check_symbols is not None:
+            check_symbols(symbols_crc(y_sym))
         return (y_sym + means) * self._interp(self.log_inv_gain.float().cpu(), torch.tensor([rate]))
 
     def synthesize(self, y_hat: Tensor) -> Tensor:
         """g_s(ŷ) → image in [0,1] (still padded)."""
         return self.g_s(y_hat).float().clamp(0, 1)
+
+
+def symbols_crc(y_sym: Tensor) -> int:
+    """CRC32 of the y symbols as little-endian int32, channel by channel (one copy of a channel at a
+    time, not of the whole array)."""
+    crc = 0
+    for channel in y_sym.reshape(-1, *y_sym.shape[-2:]):
+        crc = zlib.crc32(channel.to(torch.int32).numpy().astype("<i4").tobytes(), crc)
+    return crc
 
 
 def _quantise_ste(y: Tensor, means: Tensor) -> Tensor:

@@ -4,14 +4,18 @@ coder's payload segments, and a CRC32 over everything so corruption is caught be
 Layout (all integers little-endian):
 
     magic            4 bytes   b"\\x89HFD" (non-ASCII first byte, as in PNG, catches text-mode mangling)
-    format version   u8        2 (v1 coded the latents that see only padding too, with
-                               16-bit probability tables; not read: see ``unpack``)
+    format version   u8        3 (v2 is read too: the same payload, a checksum over the symbols
+                               alone; v1 coded the latents that see only padding too, with 16-bit
+                               probability tables, and is refused: see ``unpack``)
     model id         u8 n + n ASCII bytes (printable, 1..64)
     weights hash     8 bytes   (16 hex digits)
     rate             f32       raw rate control in [0, 1]
-    width, height    u32, u32  each 1..MAX_SIDE, product at most MAX_FILE_PIXELS
+    width, height    u32, u32  each 1..MAX_SIDE, product at most MAX_PIXELS (the encoder's limit)
     colour           u8        0 = rgb, 1 = gray
-    latent checksum  u32       CRC32 of the decoded symbols (catches entropy-decoder desync)
+    payload checksum u32       CRC32 of the decoded symbols, continued over every header field
+                               that changes the decode (``sealed_checksum``): catches an
+                               entropy-decoder desync, and a header edited after writing even
+                               when the file CRC was recomputed
     segment count    u8
     segment lengths  u32 each
     segments         the payload bytes, in order
@@ -23,15 +27,14 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from engine.codec.images import Colour
+from engine.codec.images import MAX_PIXELS, Colour
 from engine.errors import BitstreamError, ModelMismatchError
 
 MAGIC = b"\x89HFD"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 MAX_MODEL_ID = 64
-# Far beyond any image that fits in memory: larger headers can only come from broken files.
 MAX_SIDE = 1 << 20
-MAX_FILE_PIXELS = 1 << 32
 MAX_SEGMENTS = 255
 _COLOUR_CODES = {Colour.RGB: 0, Colour.GRAY: 1}
 _COLOURS_BY_CODE = {code: colour for colour, code in _COLOUR_CODES.items()}
@@ -71,7 +74,7 @@ def pack(header: HfdHeader, segments: list[bytes]) -> bytes:
     if len(segments) > MAX_SEGMENTS:
         raise ValueError(f"at most {MAX_SEGMENTS} segments fit a .hfd file, got {len(segments)}")
     model_id = header.model_id.encode("ascii")
-    parts = [MAGIC, bytes([FORMAT_VERSION, len(model_id)]), model_id,
+    parts = [MAGIC, bytes([header.format_version, len(model_id)]), model_id,
              _FIXED.pack(bytes.fromhex(header.weights_hash), header.rate, header.width, header.height,
                          _COLOUR_CODES[header.colour], header.latent_crc, len(segments))]
     for segment in segments:
@@ -96,7 +99,7 @@ def unpack(data: bytes) -> tuple[HfdHeader, list[bytes]]:
     if version > FORMAT_VERSION:
         raise BitstreamError(f"written by a newer hfd (format v{version}); this build reads up to v{FORMAT_VERSION}")
     if version == 1:  # its payload needs the 16-bit coding tables this build no longer makes
-        raise BitstreamError("written by an earlier hfd release (format v1); this build reads v2 only: "
+        raise BitstreamError("written by an earlier hfd release (format v1); this build reads v2 and v3: "
                              "decode it with that release, or compress the original again")
     if version < 1:
         raise BitstreamError(f"unknown .hfd format version {version}")
@@ -114,12 +117,34 @@ def unpack(data: bytes) -> tuple[HfdHeader, list[bytes]]:
     colour = _COLOURS_BY_CODE.get(colour_code)
     if colour is None:
         raise BitstreamError(f"invalid header: unknown colour code {colour_code}")
+    if not all(0x20 <= byte <= 0x7E for byte in model_id):
+        raise BitstreamError("invalid header: the model id is not printable ASCII")
     try:
         header = HfdHeader(model_id.decode("ascii"), weights_hash.hex(), rate, width, height, colour,
                            latent_crc, version)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except ValueError as exc:
         raise BitstreamError(f"invalid header: {exc}") from exc
     return header, segments
+
+
+def sealed_checksum(symbols_crc: int, model_id: str, weights_hash: str, rate: float, width: int, height: int,
+                    colour: Colour | str) -> int:
+    """The v3 payload checksum: the CRC32 of the coded symbols continued over the header fields that
+    change the decode (the model, the rate as stored, the size, the colour). The file CRC guards
+    against corruption; this one, which only a decode can check, against a header edited after
+    writing: any change to these fields makes the decode fail instead of giving other pixels."""
+    fields = struct.pack("<B", len(model_id)) + model_id.encode("ascii") + bytes.fromhex(weights_hash) + struct.pack(
+        "<fIIB", rate, width, height, _COLOUR_CODES[Colour(colour)])
+    return zlib.crc32(fields, symbols_crc)
+
+
+def check_payload(header: HfdHeader, symbols_crc: int) -> None:
+    """Raise BitstreamError unless the decoded symbols (their CRC32) belong to this header."""
+    expected = symbols_crc if header.format_version == 2 else sealed_checksum(
+        symbols_crc, header.model_id, header.weights_hash, header.rate, header.width, header.height, header.colour)
+    if expected != header.latent_crc:
+        raise BitstreamError("payload checksum mismatch: the entropy decoder lost sync or the header was "
+                             "edited (corrupt file)")
 
 
 def check_model(header: HfdHeader, model_id: str, weights_hash: str) -> None:
@@ -160,12 +185,13 @@ def _header_problem(header: HfdHeader) -> str:
     for name, side in (("width", header.width), ("height", header.height)):
         if not 1 <= side <= MAX_SIDE:
             return f"{name} must be in 1..{MAX_SIDE}, got {side}"
-    if header.width * header.height > MAX_FILE_PIXELS:
-        return f"{header.width}×{header.height} is more than {MAX_FILE_PIXELS} pixels"
+    if header.width * header.height > MAX_PIXELS:
+        return (f"{header.width}×{header.height} is {header.width * header.height / 1e6:.0f} MP, over the "
+                f"{MAX_PIXELS / 1e6:.0f} MP limit of .hfd files")
     if header.colour not in ("rgb", "gray"):
         return f"colour must be 'rgb' or 'gray', got {header.colour!r}"
     if not 0 <= header.latent_crc < 1 << 32:
         return f"latent checksum must be a u32, got {header.latent_crc}"
-    if header.format_version != FORMAT_VERSION:
-        return f"this build handles format v{FORMAT_VERSION} only, got v{header.format_version}"
+    if header.format_version not in READABLE_VERSIONS:
+        return f"this build handles format v{READABLE_VERSIONS[0]}..v{FORMAT_VERSION}, got v{header.format_version}"
     return ""

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import os
 import secrets
-import warnings
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -23,7 +22,13 @@ except ImportError:  # Pillow built without littlecms: colour profiles are then 
 
 from engine.errors import HfdError, ImageError
 
-MAX_PIXELS = 100_000_000  # default pixel limit, checked from the header before decoding
+# The largest image the codec takes in and the largest a .hfd header may name (one limit for both):
+# a medium-format photo (~150 MP) fits; whether the machine has the memory is checked apart.
+MAX_PIXELS = 1 << 28
+# Pillow's own guard against decompression bombs (a warning above 89 MP, an error above 179 MP)
+# would refuse photos this codec takes; load_image checks MAX_PIXELS (or its caller's limit) from
+# the header before any pixel is decoded, which guards the same way.
+Image.MAX_IMAGE_PIXELS = None
 
 # 16-bit grayscale modes. "I" (32-bit) is how Pillow holds 16-bit gray from some formats,
 # so it is scaled as 16-bit too.
@@ -68,26 +73,22 @@ def load_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> Load
     # Pillow's format plugins signal a malformed file with many exception types (OSError,
     # SyntaxError, struct.error, IndexError, ...): around its calls, any Exception means
     # the file cannot be decoded.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies
+    try:
+        image = Image.open(stream)
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{name} is not an image, or its format is not supported") from exc
+    except Exception as exc:
+        raise ImageError(f"cannot read {name}: {_one_line(exc)}") from exc
+    with image:
+        _check_size(name, image.size, max_pixels)
+        icc = image.info.get("icc_profile")
         try:
-            image = Image.open(stream)
-        except Image.DecompressionBombError as exc:
-            raise ImageError(f"{name} is too large to decode: {_one_line(exc)}") from exc
-        except UnidentifiedImageError as exc:
-            raise ImageError(f"{name} is not an image, or its format is not supported") from exc
+            image.load()
+            image = ImageOps.exif_transpose(image)
+        except MemoryError as exc:
+            raise ImageError(f"{name} does not fit in memory") from exc
         except Exception as exc:
-            raise ImageError(f"cannot read {name}: {_one_line(exc)}") from exc
-        with image:
-            _check_size(name, image.size, max_pixels)
-            icc = image.info.get("icc_profile")
-            try:
-                image.load()
-                image = ImageOps.exif_transpose(image)
-            except MemoryError as exc:
-                raise ImageError(f"{name} does not fit in memory") from exc
-            except Exception as exc:
-                raise ImageError(f"cannot decode {name} (truncated or corrupt): {_one_line(exc)}") from exc
+            raise ImageError(f"cannot decode {name} (truncated or corrupt): {_one_line(exc)}") from exc
     base, alpha = _to_8bit(image)
     rgb = _replicate_gray(np.asarray(_to_srgb(base, icc)))
     if alpha is not None:

@@ -104,7 +104,7 @@ def validate(ae: HyperpriorAutoencoder, images: list[np.ndarray], crop: int = 51
             x = torch.from_numpy(im[top:top + ch, left:left + cw]).permute(2, 0, 1)[None].float().div(255)
             xp = pad_to_stride(x).to(device)
             latents = ae.code_latents(ae.analyze(xp), rate, (ch, cw))
-            y_hat = ae.decode_latents(latents.segments, rate, (ch, cw), latents.latent_crc)
+            y_hat = ae.decode_latents(latents.segments, rate, (ch, cw))
             x_hat = ae.synthesize(y_hat.to(device)).cpu()[..., :ch, :cw]
             x_hat = torch.round(x_hat * 255) / 255
             bpps.append(sum(map(len, latents.segments)) * 8 / (ch * cw))

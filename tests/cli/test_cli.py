@@ -1,6 +1,7 @@
 """End-to-end tests of the `hfd` console script against tiny random-init weights."""
 import dataclasses
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -91,7 +92,7 @@ def test_compress_info_decompress_round_trip(capsys, tmp_path, weights, photo):
 
     code, printed, _ = hfd(capsys, "info", out)
     assert code == 0
-    assert f"{W}×{H}, rgb" in printed and f"{size} bytes" in printed and ".hfd v2" in printed
+    assert f"{W}×{H}, rgb" in printed and f"{size} bytes" in printed and ".hfd v3" in printed
     assert "tiny-test-0 (weights " in printed and re.search(r"^rate +0\.5000$", printed, re.M)
 
     png = tmp_path / "p.png"
@@ -180,13 +181,13 @@ def _damaged_files(valid: bytes) -> dict[str, tuple[bytes, str]]:
     flipped = bytearray(valid)
     flipped[len(valid) // 2] ^= 0x40
     future = bytearray(valid)
-    future[4] = 3
+    future[4] = 4
     header, segments = unpack(valid)
     foreign = pack(dataclasses.replace(header, weights_hash="ffffffffffffffff"), segments)
     return {"truncated": (valid[:-9], "truncated .hfd file"),
             "corrupt": (bytes(flipped), "corrupt .hfd file"),
             "wrong magic": (b"GIF89a" + valid[6:], "not a .hfd file"),
-            "future version": (bytes(future), "written by a newer hfd (format v3)"),
+            "future version": (bytes(future), "written by a newer hfd (format v4)"),
             "empty": (b"", "empty file"),
             "wrong model": (foreign, "file was written by model tiny-test-0 (weights ffffffffffffffff)")}
 
@@ -213,12 +214,49 @@ def test_existing_output_survives_a_failed_decode(capsys, tmp_path, weights):
 
 def test_unwritable_output_and_missing_inputs(capsys, tmp_path, weights, photo, encoded):
     assert_failed(hfd(capsys, "compress", photo, tmp_path / "no" / "x.hfd", "--rate", "0.5", weights=weights),
-                  "cannot write")
+                  f"cannot write {tmp_path / 'no' / 'x.hfd'}: the folder {tmp_path / 'no'} does not exist")
     assert_failed(hfd(capsys, "info", tmp_path / "nope.hfd"), "cannot read")
     assert_failed(hfd(capsys, "compress", photo, tmp_path / "x.hfd", "--rate", "0.5", "--weights",
                       tmp_path / "empty"), "no autoencoder weights")
     assert_failed(hfd(capsys, "compress", photo, tmp_path / "x.hfd", "--rate", "1.5", weights=weights),
-                  "rate 1.5 is outside [0, 1]")
+                  "--rate must be in [0, 1], got 1.5")
+    assert_failed(hfd(capsys, "compress", photo, tmp_path / "x.hfd", "--bpp", "nan", weights=weights),
+                  "--bpp must be a positive number, got nan")
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress"])
+def test_the_output_is_never_the_input_and_the_input_survives(capsys, tmp_path, weights, photo, encoded, command):
+    source = photo if command == "compress" else encoded
+    original = source.read_bytes()
+    options = ("--rate", "0.5") if command == "compress" else ("--decoder", "ae")
+    same = tmp_path / "same"
+    same.mkdir()
+    link = same / f"other-name{source.suffix}"
+    os.link(source, link)  # another name for the same file
+    for output in (source, source.parent / "." / source.name, link):
+        assert_failed(hfd(capsys, command, source, output, *options, weights=weights),
+                      "is the input file: writing it would destroy the input")
+        assert source.read_bytes() == original
+    assert_failed(hfd(capsys, command, source, tmp_path, *options, weights=weights), "is a folder")
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--steps", "0", "steps must be an integer in [1, 1000], got 0"),
+    ("--steps", "100000", "steps must be an integer in"), ("--shift", "nan", "schedule shift nan is outside"),
+    ("--shift", "99", "schedule shift 99 is outside"), ("--noise", "-1", "noise must be in [0, 1], got -1"),
+    ("--seed", "-5", "seed must be a non-negative integer"), ("--realism", "2", "realism must be in [0, 1], got 2"),
+])
+def test_bad_decoder_settings_are_refused_before_the_autoencoder_decodes(capsys, tmp_path, weights, encoded,
+                                                                       monkeypatch, option, value, message):
+    from engine.api import Engine
+
+    def decoded(*_args, **_kwargs):
+        raise AssertionError("the file was decoded before the settings were checked")
+
+    monkeypatch.setattr(Engine, "_synthesize", decoded)
+    assert_failed(hfd(capsys, "decompress", encoded, tmp_path / "x.png", "--decoder", "flow", option, value,
+                      weights=weights), message)
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_model_command_describes_the_weights(capsys, weights):

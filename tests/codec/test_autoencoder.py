@@ -15,6 +15,7 @@ from engine.codec.entropy_models import GaussianConditional
 from engine.codec.range_coding import decode_symbols, encode_symbols
 from engine.errors import BitstreamError
 from engine.testing import TINY_AUTOENCODER
+from tests.support import matches
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_real_codec_round_trip_matches_rounded_latents(ae, rate):
     with torch.no_grad():
         y = ae.analyze(x)
         latents = ae.code_latents(y, rate, tuple(x.shape[-2:]))
-        y_hat = ae.decode_latents(latents.segments, rate, tuple(x.shape[-2:]), latents.latent_crc)
+        y_hat = ae.decode_latents(latents.segments, rate, tuple(x.shape[-2:]), matches(latents.symbols_crc))
         # The decoder must see exactly round(y·gain − μ) + μ, then the inverse gain.
         r = torch.tensor([rate])
         y_g = y * ae._interp(ae.log_gain, r)
@@ -74,8 +75,8 @@ def test_latents_that_see_only_padding_are_not_coded(model, request):
         skipping, every = model.code_latents(y, 0.5, (70, 90)), model.code_latents(y, 0.5, (128, 128))
         assert len(b"".join(skipping.segments)) < len(b"".join(every.segments))
         assert skipping.segments[0] == every.segments[0]  # the same ẑ
-        y_hat = model.decode_latents(skipping.segments, 0.5, (70, 90), skipping.latent_crc)
-        y_all = model.decode_latents(every.segments, 0.5, (128, 128), every.latent_crc)
+        y_hat = model.decode_latents(skipping.segments, 0.5, (70, 90), matches(skipping.symbols_crc))
+        y_all = model.decode_latents(every.segments, 0.5, (128, 128), matches(every.symbols_crc))
         # Anchors are coded around the hyperprior's means, so inside the image they match
         # exactly; the context model's means also read the padding's anchors.
         anchors = region & anchor_mask(8, 8)
@@ -112,7 +113,7 @@ def test_checksum_detects_desync(ae):
     with torch.no_grad():
         latents = ae.code_latents(ae.analyze(x), 0.5, tuple(x.shape[-2:]))
         with pytest.raises(BitstreamError, match="checksum"):
-            ae.decode_latents(latents.segments, 0.5, (64, 64), latents.latent_crc ^ 1)
+            ae.decode_latents(latents.segments, 0.5, (64, 64), matches(latents.symbols_crc ^ 1))
 
 
 def test_coding_tables_do_not_depend_on_the_precision_the_model_is_held_in():
@@ -198,7 +199,7 @@ def test_a_new_context_model_starts_as_the_hyperprior(ae):
     with torch.no_grad():
         y = ae.analyze(x)
         plain, two_pass = (model.code_latents(y, 0.5, tuple(x.shape[-2:])) for model in (ae, ctx))
-        assert len(two_pass.segments) == 3 and two_pass.latent_crc == plain.latent_crc
+        assert len(two_pass.segments) == 3 and two_pass.symbols_crc == plain.symbols_crc
         torch.testing.assert_close(ctx.decode_latents(two_pass.segments, 0.5, tuple(x.shape[-2:])),
                                    ae.decode_latents(plain.segments, 0.5, tuple(x.shape[-2:])), rtol=0, atol=0)
     with pytest.raises(ValueError, match="already has a context model"):
@@ -214,7 +215,7 @@ def test_context_codec_round_trip_matches_the_training_reconstruction(ae_ctx, ra
     with torch.no_grad():
         y = ae_ctx.analyze(x)
         latents = ae_ctx.code_latents(y, rate, tuple(x.shape[-2:]))
-        y_hat = ae_ctx.decode_latents(latents.segments, rate, tuple(x.shape[-2:]), latents.latent_crc)
+        y_hat = ae_ctx.decode_latents(latents.segments, rate, tuple(x.shape[-2:]), matches(latents.symbols_crc))
         torch.testing.assert_close(ae_ctx.synthesize(y_hat), ae_ctx.reconstruct(x, torch.tensor([rate])),
                                    atol=1e-4, rtol=0)
         assert ae_ctx.code_latents(y, rate, tuple(x.shape[-2:])).segments == latents.segments  # deterministic

@@ -10,7 +10,9 @@ from engine.codec.bitstream import (
     MAGIC,
     HfdHeader,
     check_model,
+    check_payload,
     pack,
+    sealed_checksum,
     unpack,
 )
 from engine.codec.images import Colour
@@ -47,10 +49,10 @@ def test_file_size_is_header_plus_payload():
 
 def test_a_version_1_file_is_refused_with_what_to_do():
     data = bytearray(pack(HEADER, SEGMENTS))
-    assert data[len(MAGIC)] == FORMAT_VERSION == 2
+    assert data[len(MAGIC)] == FORMAT_VERSION == 3
     data[len(MAGIC)] = 1
     data[-4:] = zlib.crc32(data[:-4]).to_bytes(4, "little")
-    with pytest.raises(BitstreamError, match=r"earlier hfd release \(format v1\); this build reads v2 only: "
+    with pytest.raises(BitstreamError, match=r"earlier hfd release \(format v1\); this build reads v2 and v3: "
                                              "decode it with that release, or compress the original again"):
         unpack(bytes(data))
 
@@ -63,7 +65,7 @@ def test_no_segments_round_trip():
     ("model_id", "", "model id"), ("model_id", "naïve", "model id"), ("model_id", "m" * 65, "model id"),
     ("weights_hash", "0123", "weights hash"), ("weights_hash", "0123456789abcdeg", "weights hash"),
     ("rate", 1.5, "rate"), ("rate", float("nan"), "rate"), ("width", 0, "width"), ("height", (1 << 20) + 1, "height"),
-    ("colour", "cmyk", "colour"), ("latent_crc", -1, "latent checksum"), ("format_version", 1, "format v2 only"),
+    ("colour", "cmyk", "colour"), ("latent_crc", -1, "latent checksum"), ("format_version", 1, r"format v2..v3"),
 ])
 def test_header_rejects_values_it_cannot_store(field, value, message):
     fields = dict(HEADER.__dict__, **{field: value})
@@ -71,9 +73,44 @@ def test_header_rejects_values_it_cannot_store(field, value, message):
         HfdHeader(**fields)
 
 
-def test_header_rejects_absurd_pixel_counts():
-    with pytest.raises(ValueError, match="1048576×8192 is more than 4294967296 pixels"):
-        HfdHeader(**dict(HEADER.__dict__, width=1 << 20, height=1 << 13))
+def test_header_names_no_more_pixels_than_the_encoder_takes():
+    with pytest.raises(ValueError, match="65535×65535 is 4295 MP, over the 268 MP limit of .hfd files"):
+        HfdHeader(**dict(HEADER.__dict__, width=65535, height=65535))
+    crafted = bytearray(pack(HEADER, SEGMENTS))
+    struct.pack_into("<II", crafted, 4 + 2 + len(HEADER.model_id) + 8 + 4, 65535, 65535)
+    crafted[-4:] = zlib.crc32(crafted[:-4]).to_bytes(4, "little")
+    with pytest.raises(BitstreamError, match="invalid header: 65535×65535 is 4295 MP, over the 268 MP limit"):
+        unpack(bytes(crafted))
+
+
+def test_a_non_ascii_model_id_is_named_in_the_projects_words():
+    crafted = bytearray(pack(HEADER, SEGMENTS))
+    crafted[6] = 0xF0
+    crafted[-4:] = zlib.crc32(crafted[:-4]).to_bytes(4, "little")
+    with pytest.raises(BitstreamError, match=r"^invalid header: the model id is not printable ASCII$"):
+        unpack(bytes(crafted))
+
+
+def test_the_payload_checksum_covers_every_field_that_changes_the_decode():
+    symbols = 0x1234
+    fields = dict(model_id=HEADER.model_id, weights_hash=HEADER.weights_hash, rate=HEADER.rate, width=640,
+                  height=480, colour="gray")
+    header = HfdHeader(**fields, latent_crc=sealed_checksum(symbols, **fields))
+    check_payload(header, symbols)
+    with pytest.raises(BitstreamError, match="payload checksum mismatch"):
+        check_payload(header, symbols ^ 1)
+    for field, value in (("rate", 0.31), ("width", 641), ("height", 479), ("colour", "rgb"),
+                         ("model_id", "hyperprior-m193"), ("weights_hash", "0123456789abcdee")):
+        edited = HfdHeader(**dict(header.__dict__, **{field: value}))  # the same payload checksum
+        with pytest.raises(BitstreamError, match="header was edited"):
+            check_payload(edited, symbols)
+
+
+def test_a_version_2_file_is_still_read_its_checksum_covering_the_symbols_alone():
+    old = HfdHeader(**dict(HEADER.__dict__, latent_crc=0x1234, format_version=2))
+    header, segments = unpack(pack(old, SEGMENTS))
+    assert header.format_version == 2 and segments == SEGMENTS
+    check_payload(header, 0x1234)
 
 
 def test_pack_rejects_too_many_segments():
@@ -93,7 +130,7 @@ def test_empty_and_foreign_files():
 def test_newer_and_unknown_versions():
     data = bytearray(pack(HEADER, SEGMENTS))
     data[4] = 7
-    with pytest.raises(BitstreamError, match=r"written by a newer hfd \(format v7\); this build reads up to v2"):
+    with pytest.raises(BitstreamError, match=r"written by a newer hfd \(format v7\); this build reads up to v3"):
         unpack(bytes(data))
     data[4] = 0
     with pytest.raises(BitstreamError, match="unknown .hfd format version 0"):

@@ -16,7 +16,7 @@ from engine.training.autoencoder import train_autoencoder, validate
 from engine.training.decoders import train_decoder
 from engine.training.loop import TrainConfig, Trainer, data_seed
 from engine.weights import load_state, read_metadata
-from tests.support import tiny_photos, tiny_train_config
+from tests.support import matches, tiny_photos, tiny_train_config
 
 
 def test_autoencoder_training_exports_validates_and_resumes(tmp_path):
@@ -276,7 +276,7 @@ def test_synthesis_only_changes_the_reconstruction_but_not_one_byte_of_any_file(
     with torch.no_grad():
         for rate in (0.0, 0.5, 1.0):
             old, new = (m.code_latents(m.analyze(x), rate, (64, 128)) for m in (init, tuned))
-            assert old.segments == new.segments and old.latent_crc == new.latent_crc
+            assert old.segments == new.segments and old.symbols_crc == new.symbols_crc
         y_hat = tuned.decode_latents(new.segments, 1.0, (64, 128))
         assert not torch.equal(tuned.synthesize(y_hat), init.synthesize(y_hat))
     with pytest.raises(SettingsError, match="fine-tuning the synthesis needs init weights"):
@@ -303,6 +303,6 @@ def test_add_context_trains_the_context_model_jointly_with_the_transforms(tmp_pa
     with torch.no_grad():  # the exported weights code and decode with the context model
         latents = trained.code_latents(trained.analyze(x), 0.5, (64, 64))
         assert len(latents.segments) == 3
-        assert trained.synthesize(trained.decode_latents(latents.segments, 0.5, (64, 64), latents.latent_crc)).shape == x.shape
+        assert trained.synthesize(trained.decode_latents(latents.segments, 0.5, (64, 64), matches(latents.symbols_crc))).shape == x.shape
     with pytest.raises(SettingsError, match="adding a context model needs init weights"):
         train_autoencoder(tiny_photos(), tiny_photos(1), config, add_context=True)
