@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from engine import memory
 from engine.codec import bitstream
 from engine.codec.autoencoder import (
     AutoencoderConfig,
@@ -26,6 +28,7 @@ from engine.codec.autoencoder import (
     Latents,
     pad_to_stride,
 )
+from engine.codec.images import MAX_PIXELS
 from engine.codec.latent_optimisation import DEFAULT_STEPS as DEFAULT_OPTIMISE_STEPS  # noqa: F401  (for UIs)
 from engine.codec.latent_optimisation import ProgressCallback as OptimiseCallback
 from engine.codec.latent_optimisation import optimise_latents
@@ -167,10 +170,16 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def check_rgb(rgb: np.ndarray) -> None:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 \
+            or 0 in rgb.shape:
+        raise SettingsError(f"expected a uint8 H×W×3 image, got {getattr(rgb, 'dtype', type(rgb))} "
+                            f"{getattr(rgb, 'shape', '')}")
+
+
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """uint8 H×W×3 → float (1,3,H,W) in [0,1]."""
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise SettingsError(f"expected a uint8 H×W×3 image, got {rgb.dtype} {rgb.shape}")
+    check_rgb(rgb)
     return torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].float().div(255)
 
 
@@ -287,22 +296,26 @@ class Engine:
             raise SettingsError("give exactly one of rate or bpp")
         if type(optimise_steps) is not int or optimise_steps < 0:
             raise SettingsError(f"optimise_steps must be a whole number ≥ 0, got {optimise_steps!r}")
-        x = to_tensor(rgb)
-        h, w = x.shape[-2:]
-        if max(h, w) > bitstream.MAX_SIDE:
-            raise ImageError(f"a {w}×{h} image has a side over {bitstream.MAX_SIDE} px, the .hfd limit")
+        check_rgb(rgb)
+        h, w = rgb.shape[:2]
+        if max(h, w) > bitstream.MAX_SIDE or h * w > MAX_PIXELS:
+            raise ImageError(f"a {w}×{h} image is over the .hfd limits ({bitstream.MAX_SIDE} px a side, "
+                             f"{MAX_PIXELS / 1e6:.0f} MP)")
         if rate is not None and not 0.0 <= rate <= 1.0:
             raise SettingsError(f"rate {rate} is outside [0, 1]")
+        if bpp is not None and not (math.isfinite(bpp) and bpp > 0):
+            raise SettingsError(f"target bpp must be positive, got {bpp}")
+        memory.require("optimise" if optimise_steps else "compress", h, w)
         with torch.inference_mode(), self._oom_guard(h, w):
-            xp = pad_to_stride(x).to(self.device)
-            if self._fast:
-                xp = xp.contiguous(memory_format=torch.channels_last)
-            with self._autocast():
-                y = self.autoencoder.analyze(xp)
+            y = self.autoencoder.analyze_image(rgb, self.device, self._fast)
             encoded = self._pack(y, rate, w, h, colour) if rate is not None else self._encode_at_bpp(y, bpp, w, h, colour)
         if optimise_steps == 0:
             return encoded
         with self._oom_guard(h, w):
+            xp = pad_to_stride(to_tensor(rgb)).to(self.device)
+            if self._fast:
+                xp = xp.contiguous(memory_format=torch.channels_last)
+            y = y.to(self.device)
             if rate is not None:
                 return self._pack_optimised(xp, y, encoded.rate, w, h, colour, optimise_steps, on_optimise_step)
             return self._optimised_at_bpp(xp, y, encoded, bpp, colour, optimise_steps, on_optimise_step)
@@ -415,7 +428,7 @@ class Engine:
             return x_ae
         h, w = x_ae.shape[:2]
         with self._oom_guard(h, w):
-            return to_uint8(self.post_filter.apply(to_tensor(x_ae).to(self.device), rate))
+            return self.post_filter.apply_image(x_ae, rate)
 
     def _parse(self, data: bytes) -> tuple["bitstream.HfdHeader", list[bytes]]:
         """The file's header, checked to belong to these weights, and its payload segments."""
@@ -429,16 +442,14 @@ class Engine:
 
     def _synthesize(self, header: "bitstream.HfdHeader", segments: list[bytes]) -> tuple["bitstream.HfdHeader", np.ndarray]:
         h, w = header.height, header.width
+        memory.require("decode", h, w)
         with torch.inference_mode(), self._oom_guard(h, w):
             y_hat = self.autoencoder.decode_latents(segments, header.rate, (h, w),
                                                     functools.partial(bitstream.check_payload, header))
-            y_hat = y_hat.to(self.device)
-            if self._fast:
-                y_hat = y_hat.contiguous(memory_format=torch.channels_last)
             # Synthesis stays fp32 even where bf16 is fast: bf16's 8-bit mantissa costs 1–1.5 dB
-            # on nearly flat photos (~50 dB) for 0.05 s saved per 0.4 MP here (MODEL_CARD.md).
-            x_hat = self.autoencoder.synthesize(y_hat)
-        return header, to_uint8(x_hat[..., :h, :w])
+            # on nearly flat photos (~50 dB) for 0.05 s saved per 0.4 MP here.
+            x_ae = self.autoencoder.synthesize_image(y_hat, (h, w), self.device, channels_last=self._fast)
+        return header, x_ae
 
     def refine(self, x_ae: np.ndarray, settings: DecodeSettings, *, rate: float | None = None,
                on_step: StepCallback | None = None, cancel: CancelToken | None = None,
@@ -459,8 +470,9 @@ class Engine:
                                     "pass the rate")
             return self._post_filtered(x_ae, rate)
         settings = self.check_settings(settings, rate)
-        decoder = self.decoder(settings.decoder)
         h, w = x_ae.shape[:2]
+        memory.require("refine", h, w)
+        decoder = self.decoder(settings.decoder)
         base = None
         on_post_filtered = decoder.facts.on_post_filtered
         if (settings.realism < 1.0 or on_post_filtered) and self.post_filter is not None:
@@ -472,13 +484,11 @@ class Engine:
                 post_filtered = self._post_filtered(x_ae, rate)
             elif post_filtered.shape != x_ae.shape:
                 raise ImageError(f"post_filtered must have x_ae's shape {x_ae.shape}, got {post_filtered.shape}")
-            base = to_tensor(post_filtered).to(self.device)
+            base = post_filtered
         with self._oom_guard(h, w):
-            out = decoder.refine(to_tensor(x_ae).to(self.device), steps=settings.steps, shift=settings.shift,
-                                 noise=settings.noise, seed=settings.seed, realism=settings.realism,
-                                 solver=settings.solver, on_step=on_step, cancel=cancel, device=self.device,
-                                 rate=rate, base=base)
-        return to_uint8(out)
+            return decoder.refine_image(x_ae, base, steps=settings.steps, shift=settings.shift, noise=settings.noise,
+                                        seed=settings.seed, realism=settings.realism, solver=settings.solver,
+                                        on_step=on_step, cancel=cancel, device=self.device, rate=rate)
 
     def check_settings(self, settings: DecodeSettings, rate: float | None = None) -> DecodeSettings:
         """``settings`` as a decode of a file coded at ``rate`` would run them (a default realism

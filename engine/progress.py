@@ -19,8 +19,11 @@ class StepInfo:
 
     index: int
     total: int
-    estimate: np.ndarray  # uint8 H×W×3: the current clean-image estimate (x̂0 / endpoint)
+    estimate: np.ndarray  # uint8 h×w×3: the current clean-image estimate (x̂0 / endpoint) ...
     elapsed_s: float  # wall time since the decode started
+    # ... and where it sits in the image (top, left): the whole image for a decode in one tile,
+    # else the tile being decoded (the tiles before it are finished).
+    region: tuple[int, int] = (0, 0)
 
 
 StepCallback = Callable[[StepInfo], None]

@@ -228,10 +228,11 @@ class EngineWorker(QObject):
                      ("classical", classical.rgb, classical.nbytes, classical_note,
                       ("classical", request.image_key, request.codec, encoded.nbytes))]
             problem = None
+            live = shown_ae.copy()  # the refined pane while it is decoded: tiles land on the autoencoder's
             try:
                 refined = self._engine.refine(
                     x_ae, request.settings, rate=encoded.rate, post_filtered=shown_ae,
-                    on_step=lambda info: self._report_step(rid, original, info), cancel=token)
+                    on_step=lambda info: self._report_step(rid, original, live, info), cancel=token)
             except Cancelled:
                 raise
             except HfdError as exc:  # e.g. no weights for this decoder: the other panes still count
@@ -305,10 +306,14 @@ class EngineWorker(QObject):
         return self._classical.get_or_make(
             (image_key, codec, nbytes), lambda: baselines.match_size(rgb, codec, nbytes))
 
-    def _report_step(self, rid: int, original: np.ndarray, info: StepInfo) -> None:
-        self.step.emit(rid, StepReport(info.index, info.total, info.elapsed_s, info.estimate,
-                                       metrics.psnr(info.estimate, original),
-                                       self._perceptual(*centre_crops(info.estimate, original))))
+    def _report_step(self, rid: int, original: np.ndarray, live: np.ndarray, info: StepInfo) -> None:
+        top, left = info.region
+        h, w = info.estimate.shape[:2]
+        live[top:top + h, left:left + w] = info.estimate
+        estimate = live.copy()
+        self.step.emit(rid, StepReport(info.index, info.total, info.elapsed_s, estimate,
+                                       metrics.psnr(estimate, original),
+                                       self._perceptual(*centre_crops(estimate, original))))
 
     # ---- numbers -------------------------------------------------------------------------
     @staticmethod

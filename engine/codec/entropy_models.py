@@ -112,10 +112,11 @@ class GaussianConditional(nn.Module):
         lower = _std_normal_cdf((-0.5 - values) / scales)
         return (upper - lower).clamp_min(LIKELIHOOD_BOUND)
 
-    def scale_index(self, scales: Tensor) -> np.ndarray:
+    def scale_index(self, scales: Tensor) -> Tensor:
+        """The coding table of each scale (uint8, the table has at most 256 rows)."""
         idx = torch.bucketize(scales.double().cpu().clamp_min(self.scale_min).contiguous(),
                               self.scale_table.double().cpu())
-        return idx.clamp_max(len(self.scale_table) - 1).numpy()
+        return idx.clamp_max(len(self.scale_table) - 1).to(torch.uint8)
 
     @torch.no_grad()
     def update_tables(self) -> None:

@@ -23,13 +23,16 @@ def encode_symbols(values: np.ndarray, table_index: np.ndarray, tables: np.ndarr
                    radius: int) -> bytes:
     """Code integer ``values`` where value i uses row ``table_index[i]`` of ``tables``.
 
-    ``tables`` has shape (n_tables, 2*radius + 2); its last column is the escape symbol."""
-    values = np.asarray(values, dtype=np.int64).ravel()
-    table_index = np.asarray(table_index, dtype=np.int64).ravel()
+    ``tables`` has shape (n_tables, 2*radius + 2); its last column is the escape symbol. Symbols
+    are coded grouped by table, in table order, each group in the values' order. Works in int32
+    copies of the values (a latent grid of a large photo holds tens of millions)."""
+    values = np.asarray(values).ravel()
+    table_index = np.asarray(table_index).ravel()
     escape = 2 * radius + 1
-    symbols = values + radius
+    symbols = values.astype(np.int64 if values.dtype == np.int64 else np.int32) + radius
     escaped = (symbols < 0) | (symbols >= escape)
-    symbols = np.where(escaped, escape, symbols).astype(np.int32)
+    symbols[escaped] = escape
+    symbols = symbols.astype(np.int32, copy=False)
     encoder = _RangeEncoder()
     for t in np.unique(table_index):
         model = _Categorical(tables[t].astype(np.float64), perfect=False)
@@ -41,9 +44,9 @@ def encode_symbols(values: np.ndarray, table_index: np.ndarray, tables: np.ndarr
 
 def decode_symbols(data: bytes, table_index: np.ndarray, tables: np.ndarray,
                    radius: int) -> np.ndarray:
-    """Inverse of :func:`encode_symbols`; returns int64 values in ``table_index``'s shape."""
+    """Inverse of :func:`encode_symbols`; returns int32 values in ``table_index``'s shape."""
     shape = np.shape(table_index)
-    table_index = np.asarray(table_index, dtype=np.int64).ravel()
+    table_index = np.asarray(table_index).ravel()
     if len(data) < 4:
         raise BitstreamError("latent stream is truncated")
     n_main = int.from_bytes(data[:4], "little")
@@ -51,7 +54,7 @@ def decode_symbols(data: bytes, table_index: np.ndarray, tables: np.ndarray,
     if len(main) != n_main or n_main % 4:
         raise BitstreamError("latent stream is truncated")
     escape = 2 * radius + 1
-    symbols = np.empty(table_index.size, dtype=np.int64)
+    symbols = np.empty(table_index.size, dtype=np.int32)
     try:
         decoder = _RangeDecoder(np.frombuffer(main, dtype=np.uint32).copy())
         for t in np.unique(table_index):
@@ -60,8 +63,8 @@ def decode_symbols(data: bytes, table_index: np.ndarray, tables: np.ndarray,
             symbols[where] = decoder.decode(model, where.size)
     except (ValueError, RuntimeError, AssertionError) as exc:
         raise BitstreamError(f"latent stream is corrupt ({exc})") from exc
-    values = symbols - radius
     escaped = symbols == escape
+    symbols -= radius
     if escaped.any():
         try:
             extra = np.frombuffer(zlib.decompress(side), dtype="<i4")
@@ -69,7 +72,7 @@ def decode_symbols(data: bytes, table_index: np.ndarray, tables: np.ndarray,
             raise BitstreamError("escape stream is corrupt") from exc
         if extra.size != escaped.sum():
             raise BitstreamError("escape stream does not match the latents")
-        values[escaped] = extra
+        symbols[escaped] = extra
     elif side:
         raise BitstreamError("latent stream has trailing bytes")
-    return values.reshape(shape)
+    return symbols.reshape(shape)

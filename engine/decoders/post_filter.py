@@ -16,14 +16,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from engine.decoders.score_decoder import DEFAULT_TILE, TILE_BATCH, ScoreDecoder
-from engine.decoders.tiling import tiled
+from engine.decoders.score_decoder import ScoreDecoder
+from engine.decoders.tiling import (
+    composite,
+    crop_tensor,
+    pad_to_multiple,
+    plan,
+    to_uint8_image,
+)
 from engine.decoders.unet import ConditionalUNet, UNetConfig
 from engine.errors import ImageError, SettingsError, WeightsError
-from engine.progress import CancelToken
+from engine.progress import CancelToken, check_cancel
 from engine.weights import load_state, read_metadata, save_weights
 
 KIND = "postfilter"
@@ -108,20 +115,21 @@ class PostFilter:
         return cls(net.to(device).float(), PostFilterFacts.from_dict(extra))
 
     @torch.inference_mode()
-    def apply(self, x_ae: Tensor, rate: float, cancel: Optional[CancelToken] = None) -> Tensor:
-        """Filter ``x_ae`` (1×3×H×W in [0, 1], on the network's device) decoded at ``rate``;
-        returns the same shape in [0, 1]. Any size: large images run in overlapping tiles."""
-        if x_ae.ndim != 4 or x_ae.shape[:2] != (1, 3):
-            raise ImageError(f"expected a 1×3×H×W image tensor, got shape {tuple(x_ae.shape)}")
+    def apply_image(self, x_ae: np.ndarray, rate: float, cancel: Optional[CancelToken] = None) -> np.ndarray:
+        """Filter a uint8 H×W×3 autoencoder decode coded at ``rate``; returns uint8 H×W×3. Any size:
+        tile by tile (engine/decoders/tiling.py), with memory bounded by one tile."""
+        if x_ae.ndim != 3 or x_ae.shape[2] != 3 or x_ae.dtype != np.uint8:
+            raise ImageError(f"expected a uint8 H×W×3 image, got {x_ae.dtype} {x_ae.shape}")
         if not 0.0 <= rate <= 1.0:
             raise SettingsError(f"rate must be in [0, 1], got {rate:g}")
         device = next(self.net.parameters()).device
-        cond = 2 * x_ae.to(device, torch.float32) - 1
-
-        def network(z: Tensor, c: Tensor, level: Tensor) -> Tensor:
-            return self.net(z, c, level, rate=rate).float()
-
-        fn = tiled(network, tile=DEFAULT_TILE, overlap=DEFAULT_TILE // 8, batch=TILE_BATCH.get(device.type, 1),
-                   multiple=self.net.config.size_multiple, cancel=cancel)
-        out = cond + fn(cond, cond, torch.zeros(1, device=device))
-        return ((out + 1) / 2).clamp(0.0, 1.0)
+        multiple = self.net.config.size_multiple
+        out = np.empty_like(x_ae)
+        for tile in plan(*x_ae.shape[:2]):
+            check_cancel(cancel)
+            cond = 2 * crop_tensor(x_ae, tile, device) - 1
+            h, w = cond.shape[-2:]
+            padded = pad_to_multiple(cond, multiple)
+            residual = self.net(padded, padded, torch.zeros(1, device=device), rate=rate).float()[..., :h, :w]
+            composite(out, tile, to_uint8_image((cond + residual + 1) / 2))
+        return out

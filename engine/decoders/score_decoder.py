@@ -26,10 +26,20 @@ from engine.decoders.flow import (
     sample_flow,
 )
 from engine.decoders.schedules import ShiftRange
-from engine.decoders.tiling import tiled
+from engine.decoders.tiling import (
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE,
+    Tile,
+    composite,
+    crop_tensor,
+    pad_to_multiple,
+    plan,
+    tile_seed,
+    to_uint8_image,
+)
 from engine.decoders.unet import ConditionalUNet, NetworkFn, UNetConfig
 from engine.errors import ImageError, SettingsError, WeightsError
-from engine.progress import CancelToken, StepCallback, StepInfo
+from engine.progress import CancelToken, StepCallback, StepInfo, check_cancel
 from engine.weights import load_state, read_metadata, save_weights
 
 DecoderKind = Literal["diffusion", "flow"]
@@ -41,11 +51,6 @@ CONDITIONS: tuple[str, ...] = ("decoded", "post_filtered")
 # or "realism" (engine/training/realism_objective.py: each step's estimate is judged as a whole decode).
 OBJECTIVES: tuple[str, ...] = ("regression", "realism")
 MAX_STEPS = 1000
-# Tiles of 768² (overlap 96): a 768×512 photo runs whole, larger ones cost ~1.3× the
-# untiled work (512² tiles: 1.4× already at 768×512), memory stays bounded (a
-# 4000×3000 decode on the CPU peaks ~1.5 GiB above the process's baseline).
-DEFAULT_TILE = 768
-TILE_BATCH = {"cpu": 1, "cuda": 8}  # tiles per network call; the CPU gains nothing from batching
 
 
 @dataclass(frozen=True)
@@ -143,9 +148,13 @@ def network_call(net: ConditionalUNet, device: torch.device, fast: bool, rate: f
     return run
 
 
-def to_uint8_image(x: torch.Tensor) -> np.ndarray:
-    """1×3×H×W in [0, 1] -> H×W×3 uint8 (rounded)."""
-    return (x[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+def padded(fn: NetworkFn, multiple: int) -> NetworkFn:
+    """``fn`` on inputs of any size: padded to the network's size multiple, the output cropped back."""
+    def run(z: torch.Tensor, x_ae: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        h, w = z.shape[-2:]
+        return fn(pad_to_multiple(z, multiple), pad_to_multiple(x_ae, multiple), level)[..., :h, :w]
+
+    return run
 
 
 class ScoreDecoder:
@@ -187,12 +196,46 @@ class ScoreDecoder:
         """Raise SettingsError naming the first setting outside its valid range."""
         check_settings(self.kind, self.facts, steps, shift, noise, realism, solver, seed)
 
+    def refine_image(self, x_ae: np.ndarray, base: np.ndarray | None = None, *, steps: int = 16,
+                     shift: float = 0.0, noise: float = 0.0, seed: int = 0, realism: float = 1.0,
+                     solver: Solver = "euler", on_step: Optional[StepCallback] = None,
+                     cancel: Optional[CancelToken] = None, device: torch.device | str | None = None,
+                     rate: float | None = None, tile: int = DEFAULT_TILE,
+                     overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
+        """``refine`` of a uint8 H×W×3 image of any size (``base`` likewise), tile by tile
+        (engine/decoders/tiling.py): each tile runs every step, then is composited into the uint8
+        result, so memory is one tile's. ``on_step`` sees each tile's steps, numbered across the
+        whole decode, with the tile's estimate and where it goes (StepInfo.region); ``cancel`` is
+        checked before every step of every tile."""
+        if x_ae.ndim != 3 or x_ae.shape[2] != 3 or x_ae.dtype != np.uint8:
+            raise ImageError(f"expected a uint8 H×W×3 image, got {x_ae.dtype} {x_ae.shape}")
+        if base is not None and base.shape != x_ae.shape:
+            raise ImageError(f"the realism blend's base must have x_ae's shape {x_ae.shape}, got {base.shape}")
+        self.check_settings(steps, shift, noise, realism, solver, seed)
+        device = torch.device(device) if device is not None else self.device
+        tiles = plan(*x_ae.shape[:2], tile, overlap)
+        out = np.empty_like(x_ae)
+        start = time.perf_counter()
+        for t in tiles:
+            check_cancel(cancel)
+
+            def report(info: StepInfo, t: Tile = t) -> None:
+                on_step(StepInfo(t.index * steps + info.index, len(tiles) * steps, info.estimate,
+                                 time.perf_counter() - start, (t.top, t.left)))
+
+            result = self.refine(crop_tensor(x_ae, t, device), steps, shift, noise, tile_seed(seed, t, len(tiles)),
+                                 realism, solver, report if on_step is not None else None, cancel, device, rate,
+                                 crop_tensor(base, t, device) if base is not None else None)
+            composite(out, t, to_uint8_image(result))
+        return out
+
     def refine(self, x_ae: torch.Tensor, steps: int = 16, shift: float = 0.0, noise: float = 0.0,
                seed: int = 0, realism: float = 1.0, solver: Solver = "euler",
                on_step: Optional[StepCallback] = None, cancel: Optional[CancelToken] = None,
-               tile_size: int = DEFAULT_TILE, device: torch.device | str | None = None,
+               device: torch.device | str | None = None,
                rate: float | None = None, base: torch.Tensor | None = None) -> torch.Tensor:
-        """Sample detail onto ``x_ae`` (1×3×H×W in [0, 1]); returns 1×3×H×W in [0, 1] on x_ae's device.
+        """Sample detail onto ``x_ae`` (1×3×H×W in [0, 1]), whole (``refine_image`` cuts a large image
+        into tiles); returns 1×3×H×W in [0, 1] on x_ae's device.
 
         ``rate``: the autoencoder rate x_ae was coded at (the .hfd header's), which a
         rate-conditioned decoder needs (``needs_rate``) and any other ignores.
@@ -228,8 +271,7 @@ class ScoreDecoder:
         anchor = decoded if base is None else base.to(device, torch.float32)
         cond = anchor if self.facts.on_post_filtered else decoded
         fast = device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
-        fn = tiled(network_call(self.net, device, fast, rate), tile=tile_size, overlap=tile_size // 8,
-                   batch=TILE_BATCH.get(device.type, 1), multiple=self.net.config.size_multiple, cancel=cancel)
+        fn = padded(network_call(self.net, device, fast, rate), self.net.config.size_multiple)
         generator = torch.Generator().manual_seed(seed)
         start = time.perf_counter()
 

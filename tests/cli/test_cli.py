@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +315,29 @@ def test_decompress_with_a_post_filter_says_so_and_writes_the_filtered_decode(ca
     engine = api.Engine(weights, device="cpu")
     np.testing.assert_array_equal(np.asarray(Image.open(png)), engine.decode_ae(out.read_bytes()))
     assert not np.array_equal(np.asarray(Image.open(png)), engine.decode_ae(out.read_bytes(), post_filter=False))
+
+
+def test_a_crafted_header_naming_a_huge_image_fails_before_any_work(capsys, tmp_path, weights, encoded):
+    data = bytearray(encoded.read_bytes())
+    header, _ = unpack(bytes(data))
+    at = 4 + 2 + len(header.model_id) + 8 + 4  # width, height
+    data[at:at + 8] = (65535).to_bytes(4, "little") * 2
+    data[-4:] = zlib.crc32(data[:-4]).to_bytes(4, "little")
+    crafted = tmp_path / "crafted.hfd"
+    crafted.write_bytes(bytes(data))
+    message = "invalid header: 65535×65535 is 4295 MP, over the 268 MP limit of .hfd files"
+    assert_failed(hfd(capsys, "info", crafted), message)
+    assert_failed(hfd(capsys, "decompress", crafted, tmp_path / "x.png", "--decoder", "ae", weights=weights), message)
+
+
+def test_what_does_not_fit_in_memory_is_refused_up_front_with_what_it_would_need(capsys, tmp_path, weights,
+                                                                                photo, encoded, monkeypatch):
+    monkeypatch.setenv("HFD_MEMORY_LIMIT", "1G")  # one tile's working set alone takes that
+    assert_failed(hfd(capsys, "decompress", encoded, tmp_path / "x.png", "--decoder", "ae", weights=weights),
+                  f"decoding a {W}×{H} image needs about 1.0 GiB of memory; 1.0 GiB are available")
+    assert_failed(hfd(capsys, "compress", photo, tmp_path / "x.hfd", "--rate", "0.5", weights=weights),
+                  f"compressing a {W}×{H} image needs about 1.0 GiB")
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.hfd").exists()
+    monkeypatch.setenv("HFD_MEMORY_LIMIT", "lots")
+    assert_failed(hfd(capsys, "decompress", encoded, tmp_path / "x.png", "--decoder", "ae", weights=weights),
+                  "HFD_MEMORY_LIMIT must be a size such as 4G or 512M")

@@ -54,7 +54,7 @@ def test_real_codec_round_trip_matches_rounded_latents(ae, rate):
         r = torch.tensor([rate])
         y_g = y * ae._interp(ae.log_gain, r)
         z_sym = torch.round(ae.h_a(y_g) * ae._interp(ae.log_hgain, r))
-        means, _ = ae._entropy_params(z_sym, rate)
+        means, _ = ae.entropy_params(z_sym, rate)
         expected = (torch.round(y_g - means) + means) * ae._interp(ae.log_inv_gain, r)
     torch.testing.assert_close(y_hat, expected)
     assert x.shape[-1] % STRIDE == 0 and x.shape[-2] % STRIDE == 0
@@ -174,8 +174,8 @@ def test_entropy_parameters_do_not_depend_on_memory_format(ae):
     fast = copy.deepcopy(ae).to(memory_format=torch.channels_last)
     fast._cpu_cache.clear()
     for rate in (0.0, 0.37, 1.0):
-        means, scales = ae._entropy_params(z, rate)
-        fast_means, fast_scales = fast._entropy_params(z, rate)
+        means, scales = ae.entropy_params(z, rate)
+        fast_means, fast_scales = fast.entropy_params(z, rate)
         assert torch.equal(means, fast_means) and torch.equal(scales, fast_scales)
         np.testing.assert_array_equal(ae.y_model.scale_index(scales), fast.y_model.scale_index(fast_scales))
 
@@ -241,8 +241,8 @@ def test_context_parameters_do_not_depend_on_memory_format(ae_ctx):
     anchors = torch.round(torch.randn_like(means) * 3) * anchor_mask(8, 12)
     fast = copy.deepcopy(ae_ctx).to(memory_format=torch.channels_last)
     fast._cpu_cache.clear()
-    m1, s1 = ae_ctx._context_params(anchors, means, scales)
-    m2, s2 = fast._context_params(anchors.contiguous(memory_format=torch.channels_last), means, scales)
+    m1, s1 = ae_ctx._tile_context(anchors, means, scales)
+    m2, s2 = fast._tile_context(anchors.contiguous(memory_format=torch.channels_last), means, scales)
     assert torch.equal(m1, m2) and torch.equal(s1, s2)
     # Anchors keep the hyperprior's parameters; the others were refined.
     anchor = anchor_mask(8, 12).expand_as(means)
