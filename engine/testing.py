@@ -1,10 +1,14 @@
-"""Small random-init weights for tests and demos of the plumbing (never for quality)."""
+"""Small random-init weights for tests and demos of the plumbing (never for quality), and crafted
+.hfd files for fuzzing the decoder."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from engine.codec import bitstream
 from engine.codec.autoencoder import AutoencoderConfig, HyperpriorAutoencoder
 from engine.decoders.post_filter import PostFilter
 from engine.decoders.score_decoder import ScoreDecoder
@@ -46,3 +50,47 @@ def write_tiny_weights(folder: str | Path, seed: int = 0, decoders: bool = True,
             torch.nn.init.normal_(tiny.net.head.weight, std=0.02)
         tiny.save(folder / "postfilter.safetensors")
     return folder
+
+
+MUTATIONS = ("flip bits", "overwrite bytes", "cut a segment", "swap segments", "rate", "size", "colour",
+             "size and payload")
+
+
+def craft_hfd(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
+    """A crafted copy of a valid .hfd file that passes the file CRC: its payload and/or the header
+    fields that change the decode altered (one of MUTATIONS, drawn by ``rng``), the segment lengths
+    kept consistent and the file CRC recomputed, so only the decoder's own checks can catch it."""
+    header, segments = bitstream.unpack(data)
+    segments = [bytearray(s) for s in segments]
+    kind = MUTATIONS[rng.integers(len(MUTATIONS))]
+    fields: dict = {}
+
+    def payload() -> None:
+        segment = segments[rng.integers(len(segments))]
+        if len(segment) == 0:
+            segment.extend(rng.integers(0, 256, 4, dtype=np.uint8).tobytes())
+        at = int(rng.integers(len(segment)))
+        if rng.random() < 0.5:
+            segment[at] ^= 1 << int(rng.integers(8))
+        else:
+            end = min(len(segment), at + int(rng.integers(1, 9)))
+            segment[at:end] = rng.integers(0, 256, end - at, dtype=np.uint8).tobytes()
+
+    if kind in ("flip bits", "overwrite bytes"):
+        payload()
+    elif kind == "cut a segment":
+        segment = segments[rng.integers(len(segments))]
+        del segment[int(rng.integers(len(segment) + 1)):]
+    elif kind == "swap segments" and len(segments) > 1:
+        i, j = rng.choice(len(segments), 2, replace=False)
+        segments[i], segments[j] = segments[j], segments[i]
+    elif kind == "rate":
+        fields["rate"] = float(rng.random())
+    elif kind in ("size", "size and payload"):
+        fields["width"] = int(max(1, header.width + rng.integers(-64, 257)))
+        fields["height"] = int(max(1, header.height + rng.integers(-64, 257)))
+        if kind == "size and payload":
+            payload()
+    elif kind == "colour":
+        fields["colour"] = "gray" if header.colour == "rgb" else "rgb"
+    return kind, bitstream.pack(replace(header, **fields), [bytes(s) for s in segments])

@@ -48,8 +48,8 @@ def tiny_train_config(out_dir, steps: int) -> TrainConfig:
 
 
 def matches(crc: int):
-    """A ``check_symbols`` for ``decode_latents`` that wants the symbols' CRC32 to be ``crc``."""
-    def check(found: int) -> None:
+    """A ``check_symbols`` for ``decode_latents`` that wants the symbols' CRC32 (ẑ then ŷ) to be ``crc``."""
+    def check(_y_crc: int, found: int) -> None:
         if found != crc:
             raise BitstreamError("payload checksum mismatch")
     return check

@@ -63,7 +63,7 @@ class Latents:
     """What the codec transmits, as byte strings plus the checksum of the y symbols."""
 
     segments: list[bytes]
-    symbols_crc: int  # CRC32 of every coded y symbol (the header's payload checksum starts from it)
+    symbols_crc: int  # CRC32 of every coded symbol, ẑ then ŷ (the header's payload checksum starts from it)
 
 
 class HyperpriorAutoencoder(nn.Module):
@@ -346,14 +346,15 @@ class HyperpriorAutoencoder(nn.Module):
         else:
             anchor = anchor_mask(*y.shape[-2:]).expand_as(y)
             segments += [self._code_y(y_sym, index, anchor & region), self._code_y(y_sym, index, ~anchor & region)]
-        return Latents(segments, symbols_crc(y_sym))
+        return Latents(segments, symbols_crc(y_sym, z_sym))
 
     @torch.no_grad()
     def decode_latents(self, segments: list[bytes], rate: float, image_hw: tuple[int, int],
-                       check_symbols: Callable[[int], None] | None = None) -> Tensor:
+                       check_symbols: Callable[[int, int], None] | None = None) -> Tensor:
         """Entropy-decode ``segments`` of an ``image_hw`` image and return the gain-removed ŷ
-        (padded to STRIDE) on the CPU (fp32). ``check_symbols(crc)`` sees the CRC32 of the decoded
-        symbols before anything else is computed, and raises if they are not the file's. With a
+        (padded to STRIDE) on the CPU (fp32). ``check_symbols(y_crc, crc)`` sees the CRC32s of the
+        decoded ŷ symbols and of ẑ then ŷ (``symbols_crc``) before anything else is computed, and
+        raises if they are not the file's. With a
         context model the entropy model runs twice over the latent tiles (before and after the
         anchors are decoded), so memory stays bounded by one tile's float64 work."""
         expected = 2 if self.context is None else 3
@@ -389,7 +390,7 @@ class HyperpriorAutoencoder(nn.Module):
                     self.y_model.scale_index(scales_2[inner]))
             self._decode_y(segments[2], index, y_sym, ~anchor & region)
         if check_symbols is not None:
-            check_symbols(symbols_crc(y_sym))
+            check_symbols(symbols_crc(y_sym), symbols_crc(y_sym, z_hat))
         y_hat = means.add_(y_sym)
         del y_sym
         return y_hat.mul_(self._interp(self.log_inv_gain.float().cpu(), torch.tensor([rate])))
@@ -399,10 +400,12 @@ class HyperpriorAutoencoder(nn.Module):
         return self.g_s(y_hat).float().clamp(0, 1)
 
 
-def symbols_crc(y_sym: Tensor) -> int:
-    """CRC32 of the y symbols as little-endian int32, channel by channel (one copy of a channel at a
-    time, not of the whole array)."""
-    crc = 0
+def symbols_crc(y_sym: Tensor, z_sym: Tensor | None = None) -> int:
+    """CRC32 of the coded symbols as little-endian int32: the ẑ symbols (when given), then the ŷ
+    symbols channel by channel (one copy of a channel at a time, not of the whole array). Both
+    decide the pixels: a ẑ that decoded differently moves every mean, even where ŷ decodes alike.
+    (Format v2 files carry the CRC of the ŷ symbols alone.)"""
+    crc = 0 if z_sym is None else zlib.crc32(z_sym.to(torch.int32).numpy().astype("<i4").tobytes())
     for channel in y_sym.reshape(-1, *y_sym.shape[-2:]):
         crc = zlib.crc32(channel.to(torch.int32).numpy().astype("<i4").tobytes(), crc)
     return crc

@@ -12,7 +12,7 @@ Layout (all integers little-endian):
     rate             f32       raw rate control in [0, 1]
     width, height    u32, u32  each 1..MAX_SIDE, product at most MAX_PIXELS (the encoder's limit)
     colour           u8        0 = rgb, 1 = gray
-    payload checksum u32       CRC32 of the decoded symbols, continued over every header field
+    payload checksum u32       CRC32 of the decoded symbols (ẑ, then ŷ), continued over every header field
                                that changes the decode (``sealed_checksum``): catches an
                                entropy-decoder desync, and a header edited after writing even
                                when the file CRC was recomputed
@@ -138,9 +138,10 @@ def sealed_checksum(symbols_crc: int, model_id: str, weights_hash: str, rate: fl
     return zlib.crc32(fields, symbols_crc)
 
 
-def check_payload(header: HfdHeader, symbols_crc: int) -> None:
-    """Raise BitstreamError unless the decoded symbols (their CRC32) belong to this header."""
-    expected = symbols_crc if header.format_version == 2 else sealed_checksum(
+def check_payload(header: HfdHeader, y_crc: int, symbols_crc: int) -> None:
+    """Raise BitstreamError unless the decoded symbols belong to this header: ``y_crc`` is the CRC32
+    of the ŷ symbols (what format v2 stored), ``symbols_crc`` that of ẑ then ŷ (what v3 seals)."""
+    expected = y_crc if header.format_version == 2 else sealed_checksum(
         symbols_crc, header.model_id, header.weights_hash, header.rate, header.width, header.height, header.colour)
     if expected != header.latent_crc:
         raise BitstreamError("payload checksum mismatch: the entropy decoder lost sync or the header was "

@@ -63,6 +63,8 @@ def decode_symbols(data: bytes, table_index: np.ndarray, tables: np.ndarray,
             symbols[where] = decoder.decode(model, where.size)
     except (ValueError, RuntimeError, AssertionError) as exc:
         raise BitstreamError(f"latent stream is corrupt ({exc})") from exc
+    if not decoder.maybe_exhausted():  # a header naming fewer latents than were coded
+        raise BitstreamError("latent stream is corrupt (coded data left over)")
     escaped = symbols == escape
     symbols -= radius
     if escaped.any():

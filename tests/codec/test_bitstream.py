@@ -96,21 +96,21 @@ def test_the_payload_checksum_covers_every_field_that_changes_the_decode():
     fields = dict(model_id=HEADER.model_id, weights_hash=HEADER.weights_hash, rate=HEADER.rate, width=640,
                   height=480, colour="gray")
     header = HfdHeader(**fields, latent_crc=sealed_checksum(symbols, **fields))
-    check_payload(header, symbols)
+    check_payload(header, 0, symbols)
     with pytest.raises(BitstreamError, match="payload checksum mismatch"):
-        check_payload(header, symbols ^ 1)
+        check_payload(header, 0, symbols ^ 1)
     for field, value in (("rate", 0.31), ("width", 641), ("height", 479), ("colour", "rgb"),
                          ("model_id", "hyperprior-m193"), ("weights_hash", "0123456789abcdee")):
         edited = HfdHeader(**dict(header.__dict__, **{field: value}))  # the same payload checksum
         with pytest.raises(BitstreamError, match="header was edited"):
-            check_payload(edited, symbols)
+            check_payload(edited, 0, symbols)
 
 
 def test_a_version_2_file_is_still_read_its_checksum_covering_the_symbols_alone():
     old = HfdHeader(**dict(HEADER.__dict__, latent_crc=0x1234, format_version=2))
     header, segments = unpack(pack(old, SEGMENTS))
     assert header.format_version == 2 and segments == SEGMENTS
-    check_payload(header, 0x1234)
+    check_payload(header, 0x1234, 0x5678)  # v2 checks the ŷ symbols' CRC alone
 
 
 def test_pack_rejects_too_many_segments():
