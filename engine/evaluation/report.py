@@ -15,6 +15,7 @@ CURVE_METRICS = (("psnr", "PSNR (dB)", "higher"), ("ms_ssim_db", "MS-SSIM (dB)",
                  ("fid", "patch FID", "lower"), ("kid", "patch KID", "lower"))
 TABLE_COLUMNS = (("bpp", "bpp", "{:.4f}"), ("psnr", "PSNR", "{:.2f}"), ("ms_ssim", "MS-SSIM", "{:.4f}"),
                  ("st_lpips", "ST-LPIPS", "{:.4f}"), ("ssimulacra2", "SSIMULACRA2", "{:.2f}"),
+                 ("top_octave", "top octave", "{:+.2f}"),
                  ("fid", "FID", "{:.2f}"), ("kid", "KID", "{:.4f}"), ("encode_s", "enc s", "{:.2f}"),
                  ("decode_s", "dec s", "{:.2f}"))
 
@@ -196,7 +197,9 @@ def write_report(summary: dict, out: Path, plots: bool = True) -> Path:
            "post-filtered decode." if model.get("post_filter_hash") else ""),
         f"{len(summary['images'])} images; target bitrates {', '.join(f'{b:g}' for b in summary['bpps'])} bpp. "
         "Learned methods share one .hfd file per image and bitrate; each classical codec is matched to that "
-        "file's size (at or below it). Rates count every byte of the files.",
+        "file's size (at or below it; `codec@2x`: to twice it). Rates count every byte of the files. "
+        "Top octave: the mean log10 ratio of the luma power in the upper half of the spectrum to the "
+        "original's (0 = the original's amount of fine detail, −0.3 = half of it, + = too much).",
         f"FID/KID on {summary['patches']['size']}² patches ({protocol}); per-image metrics are means over images.",
         *_encoder_line(summary.get("optimise_steps", 0)),
         *_settings_line(summary.get("methods", [])),
@@ -224,12 +227,13 @@ def write_report(summary: dict, out: Path, plots: bool = True) -> Path:
     sweep = summary.get("sweep")
     if sweep:
         lines += [f"## Sweep of {sweep['parameter']} at {sweep['bpp']:g} bpp", "",
-                  "| decoder | value | PSNR | MS-SSIM | ST-LPIPS | SSIMULACRA2 | FID | KID | dec s |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| decoder | value | PSNR | MS-SSIM | ST-LPIPS | SSIMULACRA2 | top octave | FID | KID | dec s |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for p in sweep["points"]:
             lines.append(f"| {p['method']} | {p['value']:g} | {_cell(p['psnr'], '{:.2f}')} | "
                          f"{_cell(p['ms_ssim'], '{:.4f}')} | {_cell(p['st_lpips'], '{:.4f}')} | "
-                         f"{_cell(p['ssimulacra2'], '{:.2f}')} | {_cell(p['fid'], '{:.2f}')} | "
+                         f"{_cell(p['ssimulacra2'], '{:.2f}')} | {_cell(p.get('top_octave'), '{:+.2f}')} | "
+                         f"{_cell(p['fid'], '{:.2f}')} | "
                          f"{_cell(p['kid'], '{:.4f}')} | {_cell(p['decode_s'], '{:.2f}')} |")
         lines.append("")
         if plots:

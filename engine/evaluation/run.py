@@ -37,7 +37,7 @@ from engine.evaluation import metrics
 from engine.evaluation.report import write_report
 from engine.evaluation.summary import summarize
 
-IMAGE_METRICS = ("psnr", "ms_ssim", "st_lpips", "ssimulacra2")
+IMAGE_METRICS = ("psnr", "ms_ssim", "st_lpips", "ssimulacra2", "top_octave")
 ROW_FIELDS = ("image", "width", "height", "target_bpp", "method", "bytes", "bpp", "quality", "over_target",
               *IMAGE_METRICS, "encode_s", "decode_s", "note")
 SWEEP_FIELDS = ("image", "target_bpp", "method", "parameter", "value", "bytes", "bpp", *IMAGE_METRICS,
@@ -62,11 +62,13 @@ class EngineLike(Protocol):
 
 @dataclass(frozen=True)
 class Method:
-    """A learned decode (``settings``) or a classical codec (``codec``), named as in the CSV."""
+    """A learned decode (``settings``) or a classical codec (``codec``, matched to ``size_factor``
+    times the learned file's bytes), named as in the CSV."""
 
     name: str
     settings: Optional[DecodeSettings] = None
     codec: Optional[str] = None
+    size_factor: float = 1.0
 
     @property
     def is_learned(self) -> bool:
@@ -97,11 +99,22 @@ def learned_methods(spec: Optional[str], info: ModelInfo) -> list[Method]:
 
 
 def classical_methods(spec: str) -> list[Method]:
-    names = [p.strip() for p in spec.split(",") if p.strip()]
-    for name in names:
-        if name not in QUALITY_RANGE:
-            raise SettingsError(f"unknown baseline {name!r}; choose from {', '.join(QUALITY_RANGE)}")
-    return [Method(name, codec=name) for name in names]
+    """Parse "jpeg,webp,avif,avif@2x": each codec at the learned file's size, or at F times it
+    ("@Fx": the HiFiC comparison at twice the bytes)."""
+    methods = []
+    for name in (p.strip() for p in spec.split(",") if p.strip()):
+        codec, _, factor = name.partition("@")
+        if codec not in QUALITY_RANGE:
+            raise SettingsError(f"unknown baseline {codec!r}; choose from {', '.join(QUALITY_RANGE)} "
+                                f"(optionally @Fx for F times the bytes)")
+        try:
+            size_factor = float(factor.removesuffix("x")) if factor else 1.0
+        except ValueError:
+            size_factor = 0.0
+        if not size_factor > 0:
+            raise SettingsError(f"baseline {name!r}: the size factor must be a positive number, as in avif@2x")
+        methods.append(Method(name, codec=codec, size_factor=size_factor))
+    return methods
 
 
 @dataclass(frozen=True)
@@ -227,7 +240,8 @@ class FeatureStore:
 def image_metrics(original: np.ndarray, decoded: np.ndarray, device: str) -> dict[str, float]:
     return {"psnr": metrics.psnr(original, decoded), "ms_ssim": metrics.ms_ssim(original, decoded),
             "st_lpips": metrics.st_lpips(original, decoded, device=device),
-            "ssimulacra2": metrics.ssimulacra2(original, decoded)}
+            "ssimulacra2": metrics.ssimulacra2(original, decoded),
+            "top_octave": metrics.top_octave_log_power_ratio(original, decoded)}
 
 
 def check_metrics_available(config: EvalConfig) -> None:
@@ -370,7 +384,7 @@ class Evaluation:
                              encode_s=encode_s, decode_s=decode_s)
 
         for method in (m for m in todo if not m.is_learned):
-            result = match_size(rgb, method.codec, target_bytes)
+            result = match_size(rgb, method.codec, round(target_bytes * method.size_factor))
             start = time.perf_counter()
             encode_classical(rgb, method.codec, result.quality)  # timed once, outside the size search
             classical_encode_s = time.perf_counter() - start

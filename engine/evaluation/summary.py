@@ -34,7 +34,7 @@ class Evaluation(Protocol):
 
     def sweep_plan(self) -> tuple: ...
 
-AVERAGED = ("bytes", "bpp", "psnr", "ms_ssim", "st_lpips", "ssimulacra2", "encode_s", "decode_s")
+AVERAGED = ("bytes", "bpp", "psnr", "ms_ssim", "st_lpips", "ssimulacra2", "top_octave", "encode_s", "decode_s")
 BOOTSTRAP_RESAMPLES = 1000
 
 
@@ -187,7 +187,7 @@ def summarize(evaluation: Evaluation, sweep_rows: Optional[list[dict[str, str]]]
                 if compared is not None:
                     versus_ae.append({"method": name, "target_bpp": bpp, **compared})
     per_image = (bd_rates_per_image([r for r in evaluation.rows.rows if r["image"] in evaluation.names], "ae",
-                                    [m.name for m in evaluation.classical])
+                                    [m.name for m in evaluation.classical if m.size_factor == 1])
                  if any(m.name == "ae" for m in evaluation.learned) else {})
     summary = {
         "model": {"model_id": info.model_id, "weights_hash": info.weights_hash, "decoders": list(info.decoders),
@@ -219,7 +219,7 @@ def _summarize_sweep(evaluation: Evaluation, rows: list[dict[str, str]]) -> dict
     points = []
     for (method, value), group in sorted(groups.items(), key=lambda kv: (kv[0][0], float(kv[0][1]))):
         point = {"method": method, "value": float(value), "n_images": len(group),
-                 **_average(group, ("psnr", "ms_ssim", "st_lpips", "ssimulacra2", "decode_s"))}
+                 **_average(group, ("psnr", "ms_ssim", "st_lpips", "ssimulacra2", "top_octave", "decode_s"))}
         set_name = f"sweep-{parameter}-{method}-{float(value):g}@{bpp:g}"
         point.update(_fid_kid(evaluation, set_name, [r["image"] for r in group]))
         points.append(point)

@@ -101,6 +101,23 @@ def test_methods_are_parsed_from_the_flags():
         ev.learned_methods("flow:x", info)
     with pytest.raises(SettingsError, match="unknown baseline 'bpg'"):
         ev.classical_methods("jpeg,bpg")
+    assert [(m.name, m.codec, m.size_factor) for m in ev.classical_methods("avif, avif@2x,webp@1.5")] == [
+        ("avif", "avif", 1.0), ("avif@2x", "avif", 2.0), ("webp@1.5", "webp", 1.5)]
+    with pytest.raises(SettingsError, match="size factor must be a positive number"):
+        ev.classical_methods("avif@twice")
+
+
+def test_a_classical_codec_at_twice_the_bytes_is_measured_but_kept_out_of_the_bd_rates(images, tmp_path):
+    out = tmp_path / "out"
+    summary = ev.Evaluation(FakeEngine(), config(images, out, decoders="ae", baselines="jpeg,jpeg@2x")).run()
+    rows = read_rows(out / "rows.csv")
+    for image in ("img0.png", "img1.png"):
+        single, double = (int(next(r["bytes"] for r in rows if r["image"] == image and r["method"] == name
+                                   and r["target_bpp"] == "1.0")) for name in ("jpeg", "jpeg@2x"))
+        assert single < double <= 2 * int(1.0 * H * W / 8)
+    assert list(summary["bd_rate"]["psnr"]) == ["jpeg"]
+    assert all(-3 < float(r["top_octave"]) < 3 for r in rows)  # the fine-detail energy of every row
+    assert "| top octave |" in (out / "report.md").read_text()
 
 
 def test_run_writes_rows_summary_report_and_crops(images, tmp_path):
