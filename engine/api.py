@@ -58,6 +58,10 @@ class Encoded:
     height: int
     rate: float  # the raw rate control in [0, 1] that produced it
 
+    # The bpp this image's files span, from the lowest rate to the highest, when the encode found
+    # out on the way (a search for a bpp codes both ends first); None otherwise.
+    reach: tuple[float, float] | None = None
+
     @property
     def nbytes(self) -> int:
         return len(self.data)
@@ -284,14 +288,15 @@ class Engine:
     # ----- encode ----------------------------------------------------------------------
     def encode(self, rgb: np.ndarray, *, rate: float | None = None, bpp: float | None = None,
                colour: str = "rgb", optimise_steps: int = 0,
-               on_optimise_step: OptimiseCallback | None = None) -> Encoded:
+               on_optimise_step: OptimiseCallback | None = None, cancel: CancelToken | None = None) -> Encoded:
         """Encode to a complete .hfd file at ``rate`` ∈ [0,1], or at the highest rate whose
         real file stays at or below ``bpp`` (bits per pixel, counting every byte).
 
         ``optimise_steps`` > 0 refines the latents for this image by that many gradient steps
         (``latent_optimisation``): smaller files at the same quality, decoded as usual, for
         about 0.13 s a step per 0.2 MP on a 2-core CPU (with ``bpp``, up to three times the
-        steps: see ``_optimised_at_bpp``). ``on_optimise_step(done, total)`` reports progress."""
+        steps: see ``_optimised_at_bpp``). ``on_optimise_step(done, total)`` reports progress.
+        ``cancel`` is checked between tiles and between the codings of a bpp search."""
         if (rate is None) == (bpp is None):
             raise SettingsError("give exactly one of rate or bpp")
         if type(optimise_steps) is not int or optimise_steps < 0:
@@ -307,8 +312,9 @@ class Engine:
             raise SettingsError(f"target bpp must be positive, got {bpp}")
         memory.require("optimise" if optimise_steps else "compress", h, w)
         with torch.inference_mode(), self._oom_guard(h, w):
-            y = self.autoencoder.analyze_image(rgb, self.device, self._fast)
-            encoded = self._pack(y, rate, w, h, colour) if rate is not None else self._encode_at_bpp(y, bpp, w, h, colour)
+            y = self.autoencoder.analyze_image(rgb, self.device, self._fast, cancel)
+            encoded = (self._pack(y, rate, w, h, colour, cancel) if rate is not None
+                       else self._encode_at_bpp(y, bpp, w, h, colour, cancel))
         if optimise_steps == 0:
             return encoded
         with self._oom_guard(h, w):
@@ -364,9 +370,10 @@ class Engine:
             on_step(total, total)
         return best
 
-    def _pack(self, y: torch.Tensor, rate: float, w: int, h: int, colour: str) -> Encoded:
+    def _pack(self, y: torch.Tensor, rate: float, w: int, h: int, colour: str,
+              cancel: CancelToken | None = None) -> Encoded:
         rate = float(np.float32(rate))  # the header stores float32: code with exactly that value
-        return self._pack_latents(self.autoencoder.code_latents(y, rate, (h, w)), rate, w, h, colour)
+        return self._pack_latents(self.autoencoder.code_latents(y, rate, (h, w), cancel), rate, w, h, colour)
 
     def _pack_latents(self, latents: Latents, rate: float, w: int, h: int, colour: str) -> Encoded:
         crc = bitstream.sealed_checksum(latents.symbols_crc, self.model_id, self.weights_hash, rate, w, h, colour)
@@ -374,16 +381,18 @@ class Engine:
                                      width=w, height=h, colour=colour, latent_crc=crc)
         return Encoded(bitstream.pack(header, latents.segments), w, h, rate)
 
-    def _encode_at_bpp(self, y: torch.Tensor, bpp: float, w: int, h: int, colour: str) -> Encoded:
+    def _encode_at_bpp(self, y: torch.Tensor, bpp: float, w: int, h: int, colour: str,
+                       cancel: CancelToken | None = None) -> Encoded:
         if not bpp > 0:
             raise SettingsError(f"target bpp must be positive, got {bpp}")
-        best = self._pack(y, 0.0, w, h, colour)
+        best = self._pack(y, 0.0, w, h, colour, cancel)
         if best.bpp > bpp:
             raise SettingsError(f"{bpp:g} bpp is below the lowest rate of this model for this image "
                                 f"({best.bpp:.4f} bpp)")
-        top = self._pack(y, 1.0, w, h, colour)
+        top = self._pack(y, 1.0, w, h, colour, cancel)
+        reach = (best.bpp, top.bpp)
         if top.bpp <= bpp:
-            return top
+            return replace(top, reach=reach)
         # Regula falsi (Illinois) on log(bytes) − log(target), which is nearly linear in the rate
         # (λ is log-linear in it): 3–6 codings instead of bisection's 14.
         target = bpp * w * h / 8
@@ -396,7 +405,7 @@ class Engine:
             guess = lo + (hi - lo) * f_lo / (f_lo - f_hi)
             margin = (hi - lo) / 64  # never probe the bracket's ends: each probe must shrink it
             mid = float(min(max(guess, lo + margin), hi - margin))
-            candidate = self._pack(y, mid, w, h, colour)
+            candidate = self._pack(y, mid, w, h, colour, cancel)
             f_mid = np.log(candidate.nbytes / target)
             if candidate.nbytes <= target:
                 lo, f_lo, best = mid, f_mid, candidate
@@ -406,7 +415,7 @@ class Engine:
                 hi, f_hi = mid, f_mid
                 f_lo = f_lo / 2 if side == 1 else f_lo
                 side = 1
-        return best
+        return replace(best, reach=reach)
 
     # ----- decode ----------------------------------------------------------------------
     def read_header(self, data: bytes) -> "bitstream.HfdHeader":
@@ -415,20 +424,20 @@ class Engine:
         bitstream.check_model(header, self.model_id, self.weights_hash)
         return header
 
-    def decode_ae(self, data: bytes, *, post_filter: bool = True) -> np.ndarray:
+    def decode_ae(self, data: bytes, *, post_filter: bool = True, cancel: CancelToken | None = None) -> np.ndarray:
         """Autoencoder-only decode of a .hfd file → uint8 H×W×3: g_s's output, then the post-filter
         (an estimate of E[x | x_ae]: higher PSNR, less fine detail) when the weights ship one.
         ``post_filter=False``: g_s's output alone, which is what ``refine`` takes (it post-filters
-        what a decoder needs filtered)."""
-        header, x_ae = self._decode_ae(data)
-        return self._post_filtered(x_ae, header.rate) if post_filter else x_ae
+        what a decoder needs filtered). ``cancel`` is checked between tiles."""
+        header, x_ae = self._synthesize(*self._parse(data), cancel)
+        return self._post_filtered(x_ae, header.rate, cancel) if post_filter else x_ae
 
-    def _post_filtered(self, x_ae: np.ndarray, rate: float) -> np.ndarray:
+    def _post_filtered(self, x_ae: np.ndarray, rate: float, cancel: CancelToken | None = None) -> np.ndarray:
         if self.post_filter is None:
             return x_ae
         h, w = x_ae.shape[:2]
         with self._oom_guard(h, w):
-            return self.post_filter.apply_image(x_ae, rate)
+            return self.post_filter.apply_image(x_ae, rate, cancel)
 
     def _parse(self, data: bytes) -> tuple["bitstream.HfdHeader", list[bytes]]:
         """The file's header, checked to belong to these weights, and its payload segments."""
@@ -436,19 +445,16 @@ class Engine:
         bitstream.check_model(header, self.model_id, self.weights_hash)
         return header, segments
 
-    def _decode_ae(self, data: bytes) -> tuple["bitstream.HfdHeader", np.ndarray]:
-        """The file's checked header and g_s's decode of it, from one parse."""
-        return self._synthesize(*self._parse(data))
-
-    def _synthesize(self, header: "bitstream.HfdHeader", segments: list[bytes]) -> tuple["bitstream.HfdHeader", np.ndarray]:
+    def _synthesize(self, header: "bitstream.HfdHeader", segments: list[bytes],
+                    cancel: CancelToken | None = None) -> tuple["bitstream.HfdHeader", np.ndarray]:
         h, w = header.height, header.width
         memory.require("decode", h, w)
         with torch.inference_mode(), self._oom_guard(h, w):
             y_hat = self.autoencoder.decode_latents(segments, header.rate, (h, w),
-                                                    functools.partial(bitstream.check_payload, header))
+                                                    functools.partial(bitstream.check_payload, header), cancel)
             # Synthesis stays fp32 even where bf16 is fast: bf16's 8-bit mantissa costs 1–1.5 dB
             # on nearly flat photos (~50 dB) for 0.05 s saved per 0.4 MP here.
-            x_ae = self.autoencoder.synthesize_image(y_hat, (h, w), self.device, channels_last=self._fast)
+            x_ae = self.autoencoder.synthesize_image(y_hat, (h, w), self.device, self._fast, cancel)
         return header, x_ae
 
     def refine(self, x_ae: np.ndarray, settings: DecodeSettings, *, rate: float | None = None,
@@ -481,7 +487,7 @@ class Engine:
                        else "a realism below 1 blends toward the post-filtered decode")
                 raise SettingsError(f"{why}, which depends on the rate the file was coded at: pass the rate")
             if post_filtered is None:
-                post_filtered = self._post_filtered(x_ae, rate)
+                post_filtered = self._post_filtered(x_ae, rate, cancel)
             elif post_filtered.shape != x_ae.shape:
                 raise ImageError(f"post_filtered must have x_ae's shape {x_ae.shape}, got {post_filtered.shape}")
             base = post_filtered
@@ -512,7 +518,7 @@ class Engine:
         """Decode a .hfd file with ``settings``; the file and the settings are checked before any work."""
         header, segments = self._parse(data)
         settings = self.check_settings(settings, header.rate)
-        _, x_ae = self._synthesize(header, segments)
+        _, x_ae = self._synthesize(header, segments, cancel)
         return self.refine(x_ae, settings, rate=header.rate, on_step=on_step, cancel=cancel)
 
     def _autocast(self) -> torch.autocast:

@@ -184,3 +184,17 @@ def test_a_rate_conditioned_decoder_gets_the_rate_of_the_file(tmp_path, photo):
     decoded = engine.decode(enc.data, settings)
     np.testing.assert_array_equal(decoded, engine.refine(x_ae, settings, rate=enc.rate))
     assert not np.array_equal(decoded, engine.refine(x_ae, settings, rate=0.9))
+
+
+def test_encode_and_decode_stop_at_a_cancel_and_a_bpp_search_reports_the_images_reach(engine, photo):
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        engine.encode(photo, bpp=0.5, cancel=token)
+    encoded = engine.encode(photo, bpp=0.5)
+    low, high = encoded.reach
+    assert low <= encoded.bpp <= high and low < high
+    assert engine.encode(photo, rate=0.0).bpp == low and engine.encode(photo, rate=1.0).bpp == high
+    assert engine.encode(photo, rate=0.5).reach is None  # a rate says nothing of the ends
+    with pytest.raises(Cancelled):
+        engine.decode_ae(encoded.data, cancel=token)

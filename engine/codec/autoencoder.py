@@ -33,6 +33,7 @@ from engine.codec.layers import SimplifiedGDN, conv, deconv
 from engine.codec.range_coding import decode_symbols, encode_symbols
 from engine.codec.tiles import Span
 from engine.errors import BitstreamError
+from engine.progress import CancelToken, check_cancel
 
 STRIDE = 64  # total downsampling of g_a (16) × h_a (4): image sides are padded to this
 Y_STRIDE = 16  # downsampling of g_a alone
@@ -216,11 +217,14 @@ class HyperpriorAutoencoder(nn.Module):
                 anchors.double().contiguous(), means.double(), scales.double().clamp_min(self.y_model.scale_min))
         return means.float(), scales
 
-    def _latent_tiles(self, z_sym: Tensor, rate: float) -> Iterator[tuple[Span, Span, Tensor, Tensor]]:
-        """(rows, columns) of each latent tile on the y grid, with its means and scales."""
+    def _latent_tiles(self, z_sym: Tensor, rate: float,
+                      cancel: CancelToken | None = None) -> Iterator[tuple[Span, Span, Tensor, Tensor]]:
+        """(rows, columns) of each latent tile on the y grid, with its means and scales; ``cancel`` is
+        checked before every tile."""
         r = torch.tensor([rate], dtype=torch.float64)
         inv_hgain = self._interp(self.log_inv_hgain.double().cpu(), r)
         for rows, cols in tiles.grid(*z_sym.shape[-2:], LATENT_TILE, LATENT_MARGIN):
+            check_cancel(cancel)
             means, scales = self._tile_params(z_sym, inv_hgain, rows, cols)
             yield rows.scaled(STRIDE // Y_STRIDE), cols.scaled(STRIDE // Y_STRIDE), means, scales
 
@@ -228,14 +232,17 @@ class HyperpriorAutoencoder(nn.Module):
         """g_a(x) for x (N,3,H,W) in [0,1], sides padded to STRIDE, whole: for training-size crops."""
         return self.g_a(x).float()
 
-    def analyze_image(self, rgb: np.ndarray, device: torch.device, fast: bool = False) -> Tensor:
+    def analyze_image(self, rgb: np.ndarray, device: torch.device, fast: bool = False,
+                      cancel: CancelToken | None = None) -> Tensor:
         """g_a of a uint8 H×W×3 image, replicate-padded to STRIDE, in tiles: the y grid (1, M, H/16,
         W/16) on the CPU (fp32), rate-independent. The image stays uint8 in memory; each tile is
-        made float on ``device`` (bf16 autocast and channels_last with ``fast``)."""
+        made float on ``device`` (bf16 autocast and channels_last with ``fast``). ``cancel`` is checked
+        before every tile."""
         h, w = rgb.shape[:2]
         rows_y, cols_y = _padded((h, w), Y_STRIDE)
         y = torch.empty((1, self.config.m, rows_y, cols_y))
         for rows, cols in tiles.grid(rows_y, cols_y, TRANSFORM_TILE, TRANSFORM_MARGIN):
+            check_cancel(cancel)
             px_rows, px_cols = rows.scaled(Y_STRIDE), cols.scaled(Y_STRIDE)
             # replicate padding: rows and columns past the image repeat its last ones
             r = np.minimum(np.arange(px_rows.lo, px_rows.hi), h - 1)
@@ -261,15 +268,14 @@ class HyperpriorAutoencoder(nn.Module):
         return z
 
     def synthesize_image(self, y_hat: Tensor, image_hw: tuple[int, int], device: torch.device,
-                         channels_last: bool = False, cancel: Callable[[], None] | None = None) -> np.ndarray:
+                         channels_last: bool = False, cancel: CancelToken | None = None) -> np.ndarray:
         """g_s of the gain-removed ŷ (1, M, H/16, W/16), in tiles on ``device``, in fp32 (bf16 costs
-        1–1.5 dB on nearly flat photos): the image_hw uint8 H×W×3 decode. ``cancel()`` runs between
-        tiles and may raise to stop."""
+        1–1.5 dB on nearly flat photos): the image_hw uint8 H×W×3 decode. ``cancel`` is checked
+        before every tile."""
         h, w = image_hw
         out = np.empty((h, w, 3), dtype=np.uint8)
         for rows, cols in tiles.grid(*y_hat.shape[-2:], TRANSFORM_TILE, TRANSFORM_MARGIN):
-            if cancel is not None:
-                cancel()
+            check_cancel(cancel)
             part = y_hat[..., rows.lo:rows.hi, cols.lo:cols.hi].to(device)
             if channels_last:
                 part = part.contiguous(memory_format=torch.channels_last)
@@ -295,12 +301,13 @@ class HyperpriorAutoencoder(nn.Module):
         into[where] = torch.from_numpy(values).to(into.dtype)
 
     @torch.no_grad()
-    def code_latents(self, y: Tensor, rate: float, image_hw: tuple[int, int]) -> Latents:
+    def code_latents(self, y: Tensor, rate: float, image_hw: tuple[int, int],
+                     cancel: CancelToken | None = None) -> Latents:
         """Quantise and entropy-code the analysis output of an ``image_hw`` image (padded to
         STRIDE) at ``rate``: segments ẑ, then the ŷ that cover the image in one pass
         (hyperprior) or two (anchors, then the rest, with the context model)."""
         y, z = self.gained_latents(y, rate)
-        return self.code_gained(y, torch.round(z), rate, image_hw)
+        return self.code_gained(y, torch.round(z), rate, image_hw, cancel)
 
     def gained_latents(self, y: Tensor, rate: float) -> tuple[Tensor, Tensor]:
         """The analysis output ``y`` scaled by ``rate``'s gains, and the hyper-latents z (unrounded)
@@ -310,7 +317,8 @@ class HyperpriorAutoencoder(nn.Module):
         return y, self.hyper_analyze(y) * self._interp(self.log_hgain.float(), r)
 
     @torch.no_grad()
-    def code_gained(self, y: Tensor, z_sym: Tensor, rate: float, image_hw: tuple[int, int]) -> Latents:
+    def code_gained(self, y: Tensor, z_sym: Tensor, rate: float, image_hw: tuple[int, int],
+                    cancel: CancelToken | None = None) -> Latents:
         """Entropy-code gain-scaled latents ``y`` (rounded here, about their predicted means) with
         the integer hyper-latents ``z_sym``, as ``code_latents`` does; encoder-side optimisation
         supplies its own pair. The entropy model runs tile by tile (``_latent_tiles``)."""
@@ -321,14 +329,14 @@ class HyperpriorAutoencoder(nn.Module):
         index = torch.zeros(y.shape, dtype=torch.uint8)
         # Pass 1: every symbol about the hyperprior's means (with a context model only the anchors'
         # stand); pass 2 recomputes the non-anchors from the anchors each tile owns, as the decoder will.
-        for rows, cols, means, scales in self._latent_tiles(z_sym, rate):
+        for rows, cols, means, scales in self._latent_tiles(z_sym, rate, cancel):
             inner = (..., rows.inner, cols.inner)
             part = y[..., rows.start:rows.stop, cols.start:cols.stop].float()
             region = coded_region(part.shape, image_hw, (rows.start, cols.start))
             y_sym[..., rows.start:rows.stop, cols.start:cols.stop] = torch.round(part - means[inner]) * region
             index[..., rows.start:rows.stop, cols.start:cols.stop] = self.y_model.scale_index(scales[inner])
         if self.context is not None:
-            for rows, cols, means, scales in self._latent_tiles(z_sym, rate):
+            for rows, cols, means, scales in self._latent_tiles(z_sym, rate, cancel):
                 inner = (..., rows.inner, cols.inner)
                 anchor = anchor_mask(rows.hi - rows.lo, cols.hi - cols.lo)
                 means_2, scales_2 = self._tile_context(
@@ -350,7 +358,8 @@ class HyperpriorAutoencoder(nn.Module):
 
     @torch.no_grad()
     def decode_latents(self, segments: list[bytes], rate: float, image_hw: tuple[int, int],
-                       check_symbols: Callable[[int, int], None] | None = None) -> Tensor:
+                       check_symbols: Callable[[int, int], None] | None = None,
+                       cancel: CancelToken | None = None) -> Tensor:
         """Entropy-decode ``segments`` of an ``image_hw`` image and return the gain-removed ŷ
         (padded to STRIDE) on the CPU (fp32). ``check_symbols(y_crc, crc)`` sees the CRC32s of the
         decoded ŷ symbols and of ẑ then ŷ (``symbols_crc``) before anything else is computed, and
@@ -368,7 +377,7 @@ class HyperpriorAutoencoder(nn.Module):
         shape = (1, self.config.m, h // Y_STRIDE, w // Y_STRIDE)
         means = torch.empty(shape)
         index = torch.empty(shape, dtype=torch.uint8)
-        for rows, cols, tile_means, scales in self._latent_tiles(z_hat, rate):
+        for rows, cols, tile_means, scales in self._latent_tiles(z_hat, rate, cancel):
             means[..., rows.start:rows.stop, cols.start:cols.stop] = tile_means[..., rows.inner, cols.inner]
             index[..., rows.start:rows.stop, cols.start:cols.stop] = self.y_model.scale_index(
                 scales[..., rows.inner, cols.inner])
@@ -379,7 +388,7 @@ class HyperpriorAutoencoder(nn.Module):
         else:
             anchor = anchor_mask(*shape[-2:]).expand(shape)
             self._decode_y(segments[1], index, y_sym, anchor & region)
-            for rows, cols, tile_means, scales in self._latent_tiles(z_hat, rate):
+            for rows, cols, tile_means, scales in self._latent_tiles(z_hat, rate, cancel):
                 part = y_sym[..., rows.lo:rows.hi, cols.lo:cols.hi]
                 local = anchor_mask(*part.shape[-2:])
                 means_2, scales_2 = self._tile_context((part + tile_means) * local, tile_means, scales)

@@ -8,12 +8,14 @@ x̂(z_t, t, x_ae) of flow_estimate / diffusion_estimate, with
     L_G = w_adv · softplus(−D(x̂, x_ae))              a conditional patch GAN (non-saturating)
         + w_perceptual · ST-LPIPS(x̂, x)               a perceptual distance to the original
         + w_low · ‖pool₄(x̂) − pool₄(x)‖²              faithful where the bits were spent
+        + w_mse · ‖x̂ − x‖²                            a little of the full error, as HiFiC keeps
 
     L_D = softplus(−D(x, x_ae)) + softplus(D(x̂, x_ae))
 
 The low-pass term (4×4 means) leaves the finest octaves, the ones the autoencoder could not
-afford, to the discriminator and the perceptual term, and pins the rest to the original, so
-PSNR stays close to the autoencoder's. Pairs are flipped and turned alike before D sees them
+afford, to the discriminator and the perceptual term, and pins the rest (colours, shading,
+structure) to the original, so PSNR stays close to the autoencoder's; the small full-band
+error term keeps the invented texture from outgrowing the original's energy. Pairs are flipped and turned alike before D sees them
 (engine/training/discriminator.py); the adversarial weight ramps up over the first steps while D
 learns. The decoder's sampler, steps, shift, sampler noise and seed keep their meaning: only
 what the network predicts at each step changes, from a mean to a sample.
@@ -49,7 +51,8 @@ class RealismConfig:
 
     adversarial: float = 0.15
     perceptual: float = 1.0
-    low_frequency: float = 40.0  # on the [-1, 1] domain's squared error of 4×4 means
+    low_frequency: float = 100.0  # on the [-1, 1] domain's squared error of 4×4 means
+    distortion: float = 10.0  # on the [-1, 1] domain's squared error of the whole image
     adversarial_warmup: int = 500  # steps over which the adversarial weight ramps up from 0
     first_step_share: float = 0.5  # share of estimates at the sampler's first step (t = 0 flow, t = 1 diffusion)
     rollout_share: float = 0.5  # share of later-step estimates made from the network's own first step
@@ -59,7 +62,7 @@ class RealismConfig:
     crop_min_scale: float = 0.5  # training crops are shrunk by a random factor in [this, 1] (PhotoSet.crops)
 
     def __post_init__(self) -> None:
-        for name in ("adversarial", "perceptual", "low_frequency"):
+        for name in ("adversarial", "perceptual", "low_frequency", "distortion"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"realism objective weight {name} must be ≥ 0, got {getattr(self, name)}")
         for name in ("first_step_share", "rollout_share"):
@@ -147,7 +150,8 @@ class RealismObjective:
         finally:
             self.discriminator.requires_grad_(True)
         terms = {"adversarial": F.softplus(-logits.float()).mean(),
-                 "low_frequency": torch.mean((low_pass(fake) - low_pass(real)) ** 2)}
+                 "low_frequency": torch.mean((low_pass(fake) - low_pass(real)) ** 2),
+                 "distortion": torch.mean((fake - real) ** 2)}
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual(fake, real).float().mean()
         return terms, fake, real, cond
@@ -155,7 +159,7 @@ class RealismObjective:
     def __call__(self, net: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, float]]:
         terms, fake, real, cond = self.generator_terms(net, x)
         weights = {"adversarial": self.adversarial_weight(), "perceptual": self.config.perceptual,
-                   "low_frequency": self.config.low_frequency}
+                   "low_frequency": self.config.low_frequency, "distortion": self.config.distortion}
         loss = sum(weights[name] * value for name, value in terms.items())
         self._last = (real.detach(), fake.detach(), cond.detach())
         return loss, {f"g_{name}": float(value.detach()) for name, value in terms.items()}

@@ -68,7 +68,7 @@ def test_pairs_are_turned_alike_and_every_symmetry_is_drawn():
 def test_the_generator_step_trains_only_the_decoder_and_the_discriminator_step_only_the_discriminator():
     objective, net = tiny_objective()
     loss, metrics = objective(net, batch())
-    assert {"g_adversarial", "g_perceptual", "g_low_frequency"} <= metrics.keys()
+    assert {"g_adversarial", "g_perceptual", "g_low_frequency", "g_distortion"} <= metrics.keys()
     loss.backward()
     assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
     frozen = [*objective.discriminator.parameters(), *objective.ae.parameters(), *objective.perceptual.parameters()]
