@@ -6,7 +6,12 @@
     x_ae = engine.decode_ae(enc.data, post_filter=False)   # g_s alone: what refine takes
     x = engine.refine(x_ae, DecodeSettings("flow", steps=4), rate=enc.rate, on_step=cb, cancel=tok)
 
-Images cross this boundary as numpy uint8 arrays of shape H×W×3 (RGB)."""
+Images cross this boundary as numpy uint8 arrays of shape H×W×3 (RGB). Besides Engine, a user
+interface needs a few plain functions, offered here so that it imports this one module:
+``load_image`` / ``save_png`` / ``atomic_write_bytes`` (any picture in, PNG or bytes out without
+a half-written file), ``match_classical`` (a JPEG, WebP or AVIF file of at most a given size),
+``psnr`` and ``budget_scores`` (PSNR, MS-SSIM, ST-LPIPS at a bounded cost), and the settings,
+progress and error types."""
 from __future__ import annotations
 
 import functools
@@ -28,7 +33,15 @@ from engine.codec.autoencoder import (
     Latents,
     pad_to_stride,
 )
-from engine.codec.images import MAX_PIXELS
+from engine.codec.classical import CODECS, ClassicalResult  # noqa: F401  (for UIs)
+from engine.codec.classical import match_size as match_classical  # noqa: F401  (for UIs)
+from engine.codec.images import (  # noqa: F401  (for UIs)
+    MAX_PIXELS,
+    LoadedImage,
+    atomic_write_bytes,
+    load_image,
+    save_png,
+)
 from engine.codec.latent_optimisation import DEFAULT_STEPS as DEFAULT_OPTIMISE_STEPS  # noqa: F401  (for UIs)
 from engine.codec.latent_optimisation import ProgressCallback as OptimiseCallback
 from engine.codec.latent_optimisation import optimise_latents
@@ -44,6 +57,7 @@ from engine.decoders.score_decoder import (
     sampling_shift_range,
 )
 from engine.errors import HfdError, ImageError, SettingsError, WeightsError
+from engine.evaluation.metrics import Scores, budget_scores, psnr  # noqa: F401  (for UIs)
 from engine.progress import CancelToken, StepInfo
 from engine.settings import DecodeSettings
 from engine.weights import file_hash, load_state, read_metadata
@@ -162,6 +176,11 @@ def default_weights_dir() -> Path:
     """``$HFD_WEIGHTS`` if set, else the ``assets/weights`` folder shipped with the project."""
     env = os.environ.get("HFD_WEIGHTS")
     return Path(env) if env else Path(__file__).resolve().parent.parent / "assets" / "weights"
+
+
+def devices() -> tuple[str, ...]:
+    """The device choices this machine offers: "auto" and "cpu", and "cuda" where torch sees a GPU."""
+    return ("auto", "cpu", "cuda") if torch.cuda.is_available() else ("auto", "cpu")
 
 
 def resolve_device(device: str) -> torch.device:

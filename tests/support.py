@@ -53,3 +53,11 @@ def matches(crc: int):
         if found != crc:
             raise BitstreamError("payload checksum mismatch")
     return check
+
+
+def sleep_then(value, seconds: float):
+    """``value`` after ``seconds``: a slow call, importable by a child process."""
+    import time
+
+    time.sleep(seconds)
+    return value

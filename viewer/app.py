@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .controls import DECODER_LABELS, DEVICES
+from viewer.widgets.controls import DECODER_LABELS, DEVICES
 
 DEFAULT_TIMEOUT_S = 600
 
@@ -33,10 +33,51 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+SIGNAL_POLL_MS = 200
+# The X11 libraries Qt's xcb platform plugin loads, by library name -> Debian/Ubuntu package. Qt's
+# own message when one is missing names libxcb-cursor0 whichever it is.
+XCB_LIBRARIES = {"xcb-icccm": "libxcb-icccm4", "xcb-keysyms": "libxcb-keysyms1", "xcb-cursor": "libxcb-cursor0",
+                 "xcb-image": "libxcb-image0", "xcb-randr": "libxcb-randr0", "xcb-render-util": "libxcb-render-util0",
+                 "xcb-shape": "libxcb-shape0", "xcb-xkb": "libxcb-xkb1", "xkbcommon-x11": "libxkbcommon-x11-0"}
+
+
+def missing_x11_packages() -> list[str]:
+    """The packages whose libraries Qt needs on an X11 display and the system lacks ([] elsewhere)."""
+    import ctypes.util
+
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform and not platform.startswith("xcb") or not os.environ.get("DISPLAY") or sys.platform != "linux":
+        return []
+    return [package for library, package in XCB_LIBRARIES.items() if ctypes.util.find_library(library) is None]
+
+
+def close_on_signals(window) -> None:
+    """Ctrl+C in the terminal (SIGINT) and SIGTERM close the window as its Quit does. Python runs a
+    signal handler only between bytecodes, and Qt's event loop runs in C++: a timer wakes the
+    interpreter often enough for the handler to run."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+
+    def close(*_args) -> None:
+        QTimer.singleShot(0, window.close)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, close)
+    window._signal_timer = QTimer(window)
+    window._signal_timer.timeout.connect(lambda: None)
+    window._signal_timer.start(SIGNAL_POLL_MS)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.screenshot is not None:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    missing = missing_x11_packages()
+    if missing:
+        print(f"hfd-viewer: Qt needs these system libraries on an X11 display: {' '.join(missing)} "
+              f"(e.g. sudo apt-get install {' '.join(missing)})", file=sys.stderr)
+        return 1
     # Qt is imported only now so that the platform choice above takes effect.
     from dataclasses import replace
 
@@ -44,9 +85,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from engine.api import Engine
-
-    from .main_window import MainWindow
-    from .settings import APPLICATION, ORGANISATION, default_settings
+    from viewer.window.main_window import MainWindow
+    from viewer.window.settings import APPLICATION, ORGANISATION, default_settings
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName(ORGANISATION)
@@ -70,6 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.screenshot is None:
         window.show()
         window.start(args.image)
+        close_on_signals(window)
         return app.exec()
 
     width, height = (int(v) for v in args.size.lower().split("x"))

@@ -4,10 +4,14 @@ from __future__ import annotations
 from typing import Optional
 
 from engine.api import DecodeSettings
+from viewer.widgets.controls import DECODER_LABELS
+from viewer.widgets.panes import PANE_TITLES
+from viewer.worker.jobs import CODEC_LABELS, PANES, ClassicalPane, PaneStats
 
-from .controls import DECODER_LABELS
-from .jobs import CODEC_LABELS, PANES, PaneStats
-from .panes import PANE_TITLES
+# A classical file within this fraction below the .hfd file's size is called "the same size"; the
+# size search lands there unless the codec's qualities are too coarse or even its smallest file
+# is larger.
+SAME_SIZE_TOLERANCE = 0.05
 
 MAP_TITLES = {
     "original": "Invented detail |refined − autoencoder|",
@@ -35,14 +39,30 @@ def decoder_text(settings: DecodeSettings) -> str:
     return text if settings.realism >= 1.0 else f"{text}, realism {settings.realism:g}"
 
 
-def pane_title(pane: str, codec: str, settings: Optional[DecodeSettings], maps: bool) -> str:
-    label = CODEC_LABELS[codec]
+def classical_title(classical: Optional[ClassicalPane], hfd_bytes: Optional[int], codec: str) -> str:
+    """What the classical pane shows, in words that stay true: "same size" only when its file is
+    within SAME_SIZE_TOLERANCE of the .hfd file; otherwise how much larger or smaller it is."""
+    if classical is None:
+        return f"{CODEC_LABELS[codec]} (finding the file of the same size…)"
+    label = CODEC_LABELS[classical.codec]
+    if not hfd_bytes:
+        return label
+    ratio = classical.nbytes / hfd_bytes
+    if classical.over_target:
+        return f"{label}'s smallest file, {human_size(classical.nbytes)}: {ratio:.1f}× larger"
+    if ratio >= 1 - SAME_SIZE_TOLERANCE:
+        return f"{label}, same size"
+    return f"{label}, {human_size(classical.nbytes)}: {(1 - ratio) * 100:.0f} % smaller (its next quality is larger)"
+
+
+def pane_title(pane: str, codec: str, settings: Optional[DecodeSettings], maps: bool,
+               classical: Optional[ClassicalPane] = None, hfd_bytes: Optional[int] = None) -> str:
     if maps:
-        return MAP_TITLES[pane].format(codec=label)
+        return MAP_TITLES[pane].format(codec=CODEC_LABELS[classical.codec if classical else codec])
     if pane == "refined" and settings is not None:
         return f"Refined ({decoder_text(settings)})"
     if pane == "classical":
-        return f"{label}, same size"
+        return classical_title(classical, hfd_bytes, codec)
     return PANE_TITLES[pane]
 
 
@@ -68,9 +88,20 @@ def pane_caption(pane: str, title: str, stats: Optional[PaneStats]) -> str:
     return f"{key} · {title}" + (f" — {details}" if details else "")
 
 
-def demo_texts(codec: str, nbytes: Optional[int], settings: DecodeSettings, progress: str = "") -> tuple[str, str, str]:
-    """Headline and the two captions of demo mode, for people who have never heard of bpp."""
-    label = CODEC_LABELS[codec]
-    size = f"Same {human_size(nbytes)} file" if nbytes is not None else "Same file size"
+def demo_texts(classical: Optional[ClassicalPane], hfd_bytes: Optional[int], settings: DecodeSettings,
+               progress: str = "") -> tuple[str, str, str]:
+    """Headline and the two captions of demo mode, for people who have never heard of bpp; the
+    headline says "same size" only when the two files are."""
     right = f"Learned decoder ({decoder_text(settings)})" + (f" — {progress}" if progress else "")
-    return f"{size}: {label} | learned decoder", label, right
+    if classical is None or not hfd_bytes:
+        return "Classical codec | learned decoder", "Classical codec", right
+    label = CODEC_LABELS[classical.codec]
+    ratio = classical.nbytes / hfd_bytes
+    if not classical.over_target and ratio >= 1 - SAME_SIZE_TOLERANCE:
+        headline = f"Same {human_size(hfd_bytes)} file: {label} | learned decoder"
+    elif classical.over_target:
+        headline = (f"{label} cannot go this small: its smallest file is {human_size(classical.nbytes)}, "
+                    f"{ratio:.0f}× the learned decoder's {human_size(hfd_bytes)}")
+    else:
+        headline = f"{label} {human_size(classical.nbytes)} | learned decoder {human_size(hfd_bytes)}"
+    return headline, f"{label}, {human_size(classical.nbytes)}", right

@@ -22,3 +22,11 @@ def from_qimage(image: QImage) -> np.ndarray:
     h, w = image.height(), image.width()
     buf = np.frombuffer(image.constBits(), dtype=np.uint8, count=image.bytesPerLine() * h)
     return buf.reshape(h, image.bytesPerLine())[:, : 3 * w].reshape(h, w, 3).copy()
+
+
+def fit_for_display(rgb: np.ndarray, max_width: int, max_height: int) -> np.ndarray:
+    """``rgb`` shrunk by a whole factor (every n-th pixel) until it fits max_width × max_height:
+    enough for a picture painted smaller than its pixels anyway, and cheap on a 12 MP photo."""
+    h, w = rgb.shape[:2]
+    factor = max(1, -(-w // max(1, max_width)), -(-h // max(1, max_height)))
+    return rgb if factor == 1 else np.ascontiguousarray(rgb[::factor, ::factor])

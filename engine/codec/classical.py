@@ -14,6 +14,7 @@ from PIL import Image
 from engine.errors import ImageError, SettingsError
 
 Codec = Literal["jpeg", "webp", "avif"]
+CODECS: tuple[str, ...] = ("jpeg", "webp", "avif")
 
 # Usable quality range per codec (Pillow's JPEG tables degenerate above 95).
 QUALITY_RANGE: dict[str, tuple[int, int]] = {"jpeg": (1, 95), "webp": (0, 100), "avif": (0, 100)}

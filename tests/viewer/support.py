@@ -14,8 +14,8 @@ from PySide6.QtWidgets import QApplication, QWidget
 from engine.api import Engine
 from engine.codec.images import save_png
 from tests.support import photo_like
-from viewer.main_window import MainWindow
-from viewer.settings import ViewerSettings
+from viewer.window.main_window import MainWindow
+from viewer.window.settings import ViewerSettings
 
 SAMPLE_SHAPES = ((64, 96), (80, 112))  # small enough for a 2-core CPU, big enough for the tiny model
 IDLE_TIMEOUT_MS = 60_000

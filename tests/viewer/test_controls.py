@@ -7,8 +7,8 @@ import pytest
 
 from engine.api import DecodeSettings, ModelInfo, StartNoise
 from engine.decoders.realism_schedule import RealismSchedule
-from viewer.controls import TIPS, ControlPanel, ControlValues
-from viewer.float_slider import FloatSlider
+from viewer.widgets.controls import TIPS, ControlPanel, ControlValues
+from viewer.widgets.float_slider import FloatSlider
 
 INFO = ModelInfo(model_id="m", weights_hash="h", rate_range=(0.0, 1.0), bpp_range=(0.1, 0.8),
                  shift_ranges={"diffusion": (0.5, 2.0), "flow": (-3.0, 3.0)}, decoders=("ae", "diffusion", "flow"),
@@ -124,10 +124,10 @@ def test_float_slider_maps_its_ends_and_clamps(qtbot, log):
 
 
 def test_about_lists_the_model_facts():
-    from viewer.about import model_facts_html
+    from viewer.window.about import model_facts_html
 
     html = model_facts_html(INFO, "cpu")
-    assert "0.100–0.800 bpp" in html and "diffusion, flow" in html and "cpu" in html
+    assert "0.100–0.800 bpp" in html and "diffusion, flow" in html and "Running on</td><td>the CPU</td>" in html
     assert "Schedule shift range, diffusion</td><td>+0.50 to +2.00</td>" in html
     assert "Schedule shift range, flow</td><td>-3.00 to +3.00</td>" in html
     assert "Flow start noise" not in html  # weights without a flow have none to state

@@ -6,9 +6,9 @@ import pytest
 
 from engine.codec.images import load_image
 from tests.viewer.support import open_window
-from viewer.export import CAPTION_PX, GAP_PX, compose_comparison
-from viewer.jobs import PANES
 from viewer.qimage import from_qimage
+from viewer.window.export import CAPTION_PX, GAP_PX, compose_comparison
+from viewer.worker.jobs import PANES
 
 
 @pytest.fixture
@@ -16,26 +16,39 @@ def window(qtbot, tmp_path, tiny_engine, samples):
     return open_window(qtbot, tmp_path, tiny_engine)
 
 
-def test_a_saved_pane_is_exactly_what_it_shows(window, tmp_path):
+def saved(qtbot, window, save, path) -> None:
+    """Saves go through the worker (a 12 MP PNG takes seconds): wait until it says the file is written."""
+    with qtbot.waitSignal(window.worker.saved, timeout=10_000, check_params_cb=lambda p: p == str(path)):
+        save(path)
+
+
+def test_a_saved_pane_is_exactly_what_it_shows(window, tmp_path, qtbot):
     for pane in ("refined", "classical"):
         path = tmp_path / f"{pane}.png"
-        window.save_pane(pane, path)
+        saved(qtbot, window, lambda p, pane=pane: window.save_pane(pane, p), path)
         np.testing.assert_array_equal(load_image(path).rgb, window.raw[pane])
     window.set_maps(True)
-    window.save_pane("original", tmp_path / "invented.png")
+    qtbot.waitUntil(lambda: window.shown_image("original") is not None, timeout=10_000)
+    saved(qtbot, window, lambda p: window.save_pane("original", p), tmp_path / "invented.png")
     np.testing.assert_array_equal(load_image(tmp_path / "invented.png").rgb, window.shown_image("original"))
 
 
-def test_the_saved_hfd_file_decodes_to_the_autoencoder_pane(window, tmp_path, tiny_engine):
+def test_a_save_that_fails_says_so_in_the_window(window, tmp_path, qtbot):
+    with qtbot.waitSignal(window.worker.save_failed, timeout=10_000):
+        window.save_pane("refined", tmp_path / "no-such-folder" / "x.png")
+    qtbot.waitUntil(lambda: "Could not save x.png" in window.banner.text(), timeout=2000)
+
+
+def test_the_saved_hfd_file_decodes_to_the_autoencoder_pane(window, tmp_path, tiny_engine, qtbot):
     path = tmp_path / "image.hfd"
-    window.save_hfd(path)
+    saved(qtbot, window, window.save_hfd, path)
     assert path.read_bytes() == window.encoded.data
     np.testing.assert_array_equal(tiny_engine.decode_ae(path.read_bytes()), window.raw["ae"])
 
 
-def test_comparison_sheet_holds_every_pane_under_its_caption(window, tmp_path):
+def test_comparison_sheet_holds_every_pane_under_its_caption(window, tmp_path, qtbot):
     path = tmp_path / "sheet.png"
-    window.save_comparison(path)
+    saved(qtbot, window, window.save_comparison, path)
     sheet = load_image(path).rgb
     h, w = window.raw["original"].shape[:2]
     assert sheet.shape == (2 * (h + CAPTION_PX) + 3 * GAP_PX, 2 * w + 3 * GAP_PX, 3)

@@ -11,7 +11,7 @@ from PySide6.QtCore import QTimer
 from engine.codec.images import save_png
 from tests.support import photo_like
 from tests.viewer.support import IDLE_TIMEOUT_MS, open_window
-from viewer.panes import Crop
+from viewer.widgets.panes import Crop
 
 MAX_STALL_S = 0.100
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from tests.viewer.support import settings_in
-from viewer.controls import ControlPanel, ControlValues
-from viewer.settings import MAX_RECENT, ViewerSettings
+from viewer.widgets.controls import ControlPanel, ControlValues
+from viewer.window.settings import MAX_RECENT, ViewerSettings
 
 
 def test_recent_files_are_newest_first_unique_and_bounded(tmp_path):

@@ -11,11 +11,11 @@ from tests.viewer.support import (
     random_image,
     wheel,
 )
-from viewer.jobs import PANES
-from viewer.loupe import LoupeWindow, auto_magnification, magnify
-from viewer.panes import Crop
 from viewer.qimage import from_qimage
-from viewer.views import ComparisonViews
+from viewer.widgets.loupe import LoupeWindow, auto_magnification, magnify
+from viewer.widgets.panes import Crop
+from viewer.widgets.views import ComparisonViews
+from viewer.worker.jobs import PANES
 
 
 @pytest.fixture
@@ -84,7 +84,8 @@ def test_one_to_one_shows_one_image_pixel_per_screen_pixel(views, qtbot):
 def test_flicker_shows_the_chosen_pane(views):
     views.show_pane("refined")
     assert views.mode == "flicker"
-    np.testing.assert_array_equal(views.flicker.item.image, views.images["refined"])
+    np.testing.assert_array_equal(views.flicker.items["refined"].image, views.images["refined"])
+    assert [p for p, item in views.flicker.items.items() if item.isVisible()] == ["refined"]
 
 
 def test_split_view_clips_the_left_pane_at_the_divider(views, qtbot):

@@ -7,10 +7,12 @@ from dataclasses import replace
 import pytest
 
 from engine.api import DecodeSettings
+from engine.errors import Cancelled
+from engine.progress import CancelToken
 from tests.support import photo_like
 from tests.viewer.support import IDLE_TIMEOUT_MS
-from viewer.jobs import DecodeRequest, RateRequest
-from viewer.worker import WorkerHost
+from viewer.worker.jobs import ClassicalRequest, DecodeRequest, RateRequest
+from viewer.worker.thread import WorkerHost
 
 IMAGE = photo_like(64, 96)
 
@@ -28,8 +30,9 @@ class Recorder:
 
     def __init__(self, worker) -> None:
         self.events: list[tuple] = []
-        for name in ("encoded", "encode_progress", "pane_ready", "step", "decode_finished", "decode_cancelled", "decode_failed",
-                     "rate_point", "rate_finished"):
+        for name in ("encoded", "encode_progress", "pane_ready", "classical_ready", "stats_ready", "step",
+                     "decode_finished", "decode_cancelled", "decode_failed", "rate_point", "rate_finished", "opened",
+                     "map_ready", "saved", "save_failed"):
             getattr(worker, name).connect(lambda *args, n=name: self.events.append((n, *args)))
 
     def of(self, name: str, rid: int | None = None) -> list[tuple]:
@@ -45,13 +48,18 @@ def request(rid: int, steps: int = 4, bpp: float = 0.2, seed: int = 0, optimise_
 
 
 def test_a_decode_reports_every_stage_in_order(host, qtbot):
+    """The live decode first (file, autoencoder pane, refined steps), then the classical pane, then
+    the slower scores."""
     rec = Recorder(host.worker)
     host.worker.request_decode(request(1, steps=3))
     qtbot.waitUntil(lambda: rec.has("decode_finished", 1), timeout=IDLE_TIMEOUT_MS)
-    names = [e[0] if e[0] != "pane_ready" else f"pane:{e[2]}" for e in rec.events]
-    assert names.index("encoded") < names.index("pane:ae") < names.index("pane:classical") < names.index("step")
+    names = [e[0] if e[0] != "pane_ready" else f"pane:{e[2]}" for e in rec.events if e[0] != "stats_ready"]
+    assert names.index("encoded") < names.index("pane:ae") < names.index("step") < names.index("pane:refined")
+    assert names.index("pane:refined") < names.index("classical_ready") and names[-1] == "decode_finished"
     assert [e[2].index for e in rec.of("step", 1)] == [1, 2, 3]
-    assert names.index("pane:refined") > names.index("step") and names[-1] == "decode_finished"
+    complete = [e[2] for e in rec.of("stats_ready", 1) if e[3].complete]
+    assert sorted(complete) == ["ae", "classical", "refined"]
+    assert rec.of("encoded", 1)[0][2].reach is not None  # the bitrate slider learns the photo's range
 
 
 def test_only_the_newest_request_runs_to_the_end(host, qtbot):
@@ -122,7 +130,7 @@ def test_invalid_settings_fail_with_the_engines_message(host, qtbot):
     qtbot.waitUntil(lambda: rec.has("decode_failed", 1), timeout=IDLE_TIMEOUT_MS)
     message = rec.of("decode_failed", 1)[0][2]
     assert "noise" in message.lower() and "\n" not in message
-    assert any(e[2] == "classical" for e in rec.of("pane_ready", 1))  # the other panes still arrived
+    assert any(e[2] == "ae" for e in rec.of("pane_ready", 1))  # the autoencoder pane still arrived
 
 
 def test_rate_sweep_reports_one_point_per_bitrate(host, qtbot):
@@ -135,7 +143,7 @@ def test_rate_sweep_reports_one_point_per_bitrate(host, qtbot):
 
 
 def test_the_caches_stay_within_their_byte_budget():
-    from viewer.worker import _LRU
+    from viewer.worker.thread import _LRU
 
     made = []
     cache = _LRU(max_bytes=100, size_of=len)
@@ -165,3 +173,78 @@ def test_the_autoencoder_pane_shows_the_post_filtered_decode_and_the_decoder_ref
     assert (panes["ae"] == engine.decode_ae(encoded.data)).all() and not (panes["ae"] == raw).all()
     expected = engine.refine(raw, DecodeSettings("flow", steps=2), rate=encoded.rate)
     assert (panes["refined"] == expected).all()
+
+
+def test_a_rate_point_waits_behind_a_decode_and_is_taken_again_after_it(host, qtbot):
+    rec = Recorder(host.worker)
+    host.worker.request_rate(RateRequest(7, image_key=1, rgb=IMAGE, codec="jpeg", bpps=(0.1, 0.2, 0.3, 0.5, 0.9)))
+    host.worker.request_decode(request(1, steps=2))
+    qtbot.waitUntil(lambda: rec.has("rate_finished", 7), timeout=IDLE_TIMEOUT_MS)
+    names = [e[0] for e in rec.events]
+    assert names.index("decode_finished") < names.index("rate_point")  # the live decode went first
+    assert sorted(e[2].target_bpp for e in rec.of("rate_point", 7)) == [0.1, 0.2, 0.3, 0.5, 0.9]
+
+
+def test_another_codec_for_the_same_file_makes_only_the_classical_pane(host, qtbot, tiny_engine, monkeypatch):
+    rec = Recorder(host.worker)
+    host.worker.request_decode(request(1, steps=2))
+    qtbot.waitUntil(lambda: rec.has("decode_finished", 1), timeout=IDLE_TIMEOUT_MS)
+    nbytes = rec.of("encoded", 1)[0][2].nbytes
+    monkeypatch.setattr(tiny_engine, "refine", lambda *a, **k: pytest.fail("the learned decode ran again"))
+    host.worker.request_classical(ClassicalRequest(1, image_key=1, rgb=IMAGE, codec="webp", nbytes=nbytes))
+    qtbot.waitUntil(lambda: len(rec.of("classical_ready", 1)) == 2, timeout=IDLE_TIMEOUT_MS)
+    pane = rec.of("classical_ready", 1)[-1][3]
+    assert pane.codec == "webp" and pane.nbytes <= nbytes or pane.over_target
+    qtbot.waitUntil(lambda: [e for e in rec.of("stats_ready", 1) if e[2] == "classical" and e[3].complete
+                             and "q=" in e[3].note][-1:] != [], timeout=IDLE_TIMEOUT_MS)
+
+
+def test_a_hfd_file_opens_without_an_original_and_decodes_as_it_is(host, qtbot, tiny_engine, tmp_path):
+    encoded = tiny_engine.encode(IMAGE, bpp=0.5)
+    path = tmp_path / "saved.hfd"
+    path.write_bytes(encoded.data)
+    rec = Recorder(host.worker)
+    qtbot.waitUntil(lambda: host.worker._engine is not None, timeout=IDLE_TIMEOUT_MS)
+    host.worker.request_open(3, path)
+    qtbot.waitUntil(lambda: bool(rec.of("opened")), timeout=IDLE_TIMEOUT_MS)
+    opened = rec.of("opened")[0][1]
+    assert opened.rgb is None and opened.hfd == encoded.data and (opened.width, opened.height) == (96, 64)
+    host.worker.request_decode(DecodeRequest(1, 3, None, 0.0, DecodeSettings("flow", steps=2), "jpeg", hfd=opened.hfd))
+    qtbot.waitUntil(lambda: rec.has("decode_finished", 1), timeout=IDLE_TIMEOUT_MS)
+    assert {e[2] for e in rec.of("pane_ready", 1)} == {"ae", "refined"} and not rec.of("classical_ready", 1)
+    assert rec.of("encoded", 1)[0][2].data == encoded.data
+    bad = tmp_path / "bad.hfd"
+    bad.write_bytes(encoded.data[:-5])
+    failed = []
+    host.worker.open_failed.connect(lambda p, m: failed.append(m))
+    host.worker.request_open(4, bad)
+    qtbot.waitUntil(lambda: bool(failed), timeout=IDLE_TIMEOUT_MS)
+    assert "truncated .hfd file" in failed[0]
+
+
+def test_a_slow_call_in_a_child_process_is_killed_by_a_cancel():
+    import threading
+    import time
+
+    from tests.support import sleep_then
+    from viewer.worker.child import call_in_child
+
+    token = CancelToken()
+    threading.Timer(0.3, token.cancel).start()
+    start = time.perf_counter()
+    with pytest.raises(Cancelled):
+        call_in_child(sleep_then, "late", 60.0, cancel=token)
+    assert time.perf_counter() - start < 10  # spawning takes a moment; the 60 s call does not run out
+    assert call_in_child(sleep_then, "answer", 0.0) == "answer"
+
+
+def test_stopping_ends_the_worker_thread_within_a_second_in_the_middle_of_a_decode(host, qtbot):
+    import time
+
+    rec = Recorder(host.worker)
+    host.worker.request_decode(request(1, steps=500))
+    qtbot.waitUntil(lambda: rec.has("step", 1), timeout=IDLE_TIMEOUT_MS)
+    start = time.perf_counter()
+    host.request_stop()
+    qtbot.waitUntil(host.finished, timeout=5_000)
+    assert time.perf_counter() - start < 1.0

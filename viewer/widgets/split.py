@@ -17,14 +17,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .jobs import PANES
-from .panes import (
+from viewer.widgets.panes import (
     PANE_SHORT,
+    STALE_OPACITY,
     PaneViewBox,
     follow_zoom_smoothing,
     make_graphics_widget,
     make_image_item,
 )
+from viewer.worker.jobs import PANES
 
 
 class SplitView(QWidget):
@@ -72,6 +73,7 @@ class SplitView(QWidget):
 
         self._images: dict[str, Optional[np.ndarray]] = {p: None for p in PANES}
         self._captions: dict[str, str] = {p: "" for p in PANES}
+        self._stale: dict[str, bool] = {p: False for p in PANES}
         self._size: Optional[tuple[int, int]] = None
 
     def _pane_combo(self, initial: str) -> QComboBox:
@@ -112,6 +114,11 @@ class SplitView(QWidget):
     def set_caption(self, pane: str, text: str) -> None:
         self._captions[pane] = text
         if pane in (self.left, self.right):
+            self._show_captions()
+
+    def set_stale(self, pane: str, stale: bool) -> None:
+        self._stale[pane] = stale
+        if pane in (self.left, self.right):
             self._refresh()
 
     def pane_at(self, box: PaneViewBox, x: float) -> Optional[str]:
@@ -122,11 +129,15 @@ class SplitView(QWidget):
             rgb = self._images[pane]
             if rgb is None:
                 item.clear()
-            else:
+            elif item.image is not rgb:
                 item.setImage(rgb, levels=(0, 255))
+            item.setOpacity(STALE_OPACITY if self._stale[pane] else 1.0)
+        self._show_captions()
+        self._update_clip()
+
+    def _show_captions(self) -> None:
         self.left_caption.setText(f"◀ {self._captions[self.left]}")
         self.right_caption.setText(f"{self._captions[self.right]} ▶")
-        self._update_clip()
 
     def _update_clip(self) -> None:
         height = self._size[1] if self._size else 0

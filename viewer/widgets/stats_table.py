@@ -11,9 +11,9 @@ from PySide6.QtWidgets import (
     QTableWidgetItem,
 )
 
-from .captions import human_size
-from .jobs import PANES, PaneStats
-from .panes import PANE_SHORT
+from viewer.captions import human_size
+from viewer.widgets.panes import PANE_SHORT
+from viewer.worker.jobs import PANES, PaneStats
 
 COLUMNS = ("Bytes", "bpp", "PSNR ↑", "MS-SSIM ↑", "ST-LPIPS ↓")
 COLUMN_TIPS = (
@@ -59,10 +59,16 @@ class StatsTable(QTableWidget):
             for col in range(len(COLUMNS)):
                 self._set(row, col, "")
 
-    def set_original(self, file_bytes: int, width: int, height: int) -> None:
+    def set_original(self, file_bytes: int, width: int, height: int, hfd: bool = False) -> None:
+        """The source file's row; ``hfd``: a .hfd file was opened, so there is no original and no
+        pane can be measured."""
         row = PANES.index("original")
-        self._set(row, 0, human_size(file_bytes), "Size of the source file on disk.")
-        self._set(row, 1, format_bpp(file_bytes * 8 / (width * height)))
+        if hfd:
+            self._set(row, 0, "—", "A .hfd file was opened: the original is not in it.")
+            self._set(row, 1, "—")
+        else:
+            self._set(row, 0, human_size(file_bytes), "Size of the source file on disk.")
+            self._set(row, 1, format_bpp(file_bytes * 8 / (width * height)))
         for col in (2, 3, 4):
             self._set(row, col, "—", "The reference every other pane is measured against.")
 
@@ -73,10 +79,12 @@ class StatsTable(QTableWidget):
         self._set(row, 0, human_size(stats.nbytes) if stats.nbytes is not None else "…",
                   stats.note or None)
         self._set(row, 1, format_bpp(stats.bpp) if stats.bpp is not None else "…")
-        self._set(row, 2, f"{stats.psnr:.2f}" if stats.psnr is not None else "…")
-        self._set(row, 3, f"{stats.ms_ssim:.4f}" if stats.ms_ssim is not None else missing)
+        self._set(row, 2, f"{stats.psnr:.2f}" if stats.psnr is not None else ("n/a" if final else "…"))
+        where = (f"On {stats.windows} fixed 256×256 crops of the image (a large image is scored on a bounded "
+                 "sample); PSNR on all of it.") if stats.windows else None
+        self._set(row, 3, f"{stats.ms_ssim:.4f}" if stats.ms_ssim is not None else missing, where)
         self._set(row, 4, f"{stats.perceptual:.4f}" if stats.perceptual is not None else missing,
-                  self.perceptual_note if final and stats.perceptual is None else None)
+                  self.perceptual_note if final and stats.perceptual is None else where)
 
     def mark_pending(self, pane: str) -> None:
         row = PANES.index(pane)

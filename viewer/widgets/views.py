@@ -10,11 +10,11 @@ import numpy as np
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QStackedWidget
 
-from .flicker import FlickerView
-from .grid import GridView
-from .jobs import PANES
-from .panes import Camera, PaneViewBox, crop_from_rect
-from .split import SplitView
+from viewer.widgets.flicker import FlickerView
+from viewer.widgets.grid import GridView
+from viewer.widgets.panes import Camera, PaneViewBox, crop_from_rect
+from viewer.widgets.split import SplitView
+from viewer.worker.jobs import PANES
 
 MODES = ("grid", "flicker", "split")
 
@@ -60,6 +60,11 @@ class ComparisonViews(QStackedWidget):
     def set_caption(self, pane: str, text: str) -> None:
         for page in self._pages.values():
             page.set_caption(pane, text)
+
+    def set_stale(self, pane: str, stale: bool) -> None:
+        """Dim a pane that still shows an earlier result."""
+        for page in self._pages.values():
+            page.set_stale(pane, stale)
 
     # ---- layout and camera -------------------------------------------------------------
     def set_mode(self, mode: str) -> None:

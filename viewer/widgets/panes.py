@@ -124,9 +124,14 @@ class PaneViewBox(pg.ViewBox):
         return views[0].devicePixelRatioF() if views else 1.0
 
 
+STALE_OPACITY = 0.4  # a pane still showing an earlier result is drawn this faint
+
+
 def make_image_item() -> pg.ImageItem:
-    """An ImageItem for uint8 RGB in row-major order; pixels are drawn unfiltered when enlarged."""
-    return pg.ImageItem(axisOrder="row-major", autoDownsample=False)
+    """An ImageItem for uint8 RGB in row-major order. Shown smaller than 1:1 it renders a
+    downsampled copy of the image sized to the screen (a 12 MP photo would otherwise be scaled
+    down on every repaint); enlarged, its pixels are drawn unfiltered."""
+    return pg.ImageItem(axisOrder="row-major", autoDownsample=True)
 
 
 def make_graphics_widget() -> pg.GraphicsLayoutWidget:

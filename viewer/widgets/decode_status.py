@@ -35,11 +35,15 @@ class DecodeStatus(QWidget):
         self.stop.setEnabled(True)
         self._last_elapsed = 0.0
 
-    def stepped(self, index: int, total: int, elapsed_s: float) -> None:
-        per_step = (elapsed_s - self._last_elapsed) * 1000
-        self._last_elapsed = elapsed_s
+    def stepped(self, index: int, total: int, elapsed_s: float, tiles: int = 1) -> None:
         self.bar.setRange(0, total)
         self.bar.setValue(index)
+        if tiles > 1:  # a large image: each tile runs every step, and lands when done
+            steps = total // tiles
+            self.label.setText(f"refining: tile {index // steps}/{tiles} ({steps} steps each) · {elapsed_s:.1f} s")
+            return
+        per_step = (elapsed_s - self._last_elapsed) * 1000
+        self._last_elapsed = elapsed_s
         self.label.setText(f"refining: step {index}/{total} · {per_step:.0f} ms/step · {elapsed_s:.1f} s")
 
     def optimising(self, done: int, total: int) -> None:

@@ -23,40 +23,49 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.api import DEFAULT_OPTIMISE_STEPS, DecodeSettings, Encoded, ModelInfo
-
-from .banner import Banner
-from .captions import pane_caption, pane_title
-from .controls import ControlPanel, ControlValues
-from .decode_status import DecodeStatus
-from .demo import DemoMode
-from .export import compose_comparison, save_png
-from .jobs import (
+from engine.api import (
+    DEFAULT_OPTIMISE_STEPS,
+    DecodeSettings,
+    Encoded,
+    ModelInfo,
+    devices,
+)
+from viewer.captions import pane_caption, pane_title
+from viewer.maps import ERROR_MAX, abs_difference, colour_bar
+from viewer.qimage import to_pixmap
+from viewer.samples import SAMPLES_DIR, sample_paths
+from viewer.widgets.banner import Banner
+from viewer.widgets.controls import ControlPanel, ControlValues
+from viewer.widgets.decode_status import DecodeStatus
+from viewer.widgets.loupe import LoupeWindow
+from viewer.widgets.panes import Crop
+from viewer.widgets.plots import RatePlot, StepPlot
+from viewer.widgets.stats_table import StatsTable
+from viewer.widgets.views import MODES, ComparisonViews
+from viewer.window.demo import DemoMode
+from viewer.window.menus import build_menus
+from viewer.window.settings import ViewerSettings
+from viewer.worker.jobs import (
     CODEC_LABELS,
     PANES,
+    ClassicalPane,
+    ClassicalRequest,
     DecodeRequest,
+    ExportRequest,
+    MapRequest,
     OpenedImage,
     PaneStats,
     RatePoint,
     RateRequest,
     StepReport,
 )
-from .loupe import LoupeWindow
-from .maps import ERROR_MAX, colour_bar, error_image, invented_image
-from .menus import build_menus
-from .panes import Crop
-from .plots import RatePlot, StepPlot
-from .qimage import to_pixmap
-from .samples import SAMPLES_DIR, sample_paths
-from .settings import ViewerSettings
-from .stats_table import StatsTable
-from .views import MODES, ComparisonViews
-from .worker import EngineFactory, WorkerHost
+from viewer.worker.thread import EngineFactory, WorkerHost
 
 log = logging.getLogger(__name__)
 
 RATE_POINTS = 8
 PAINT_INTERVAL_MS = 30  # streamed estimates are painted at most this often
+CLOSE_POLL_MS = 20  # while closing, how often the window looks whether the worker has stopped
 
 
 class MainWindow(QMainWindow):
@@ -86,7 +95,17 @@ class MainWindow(QMainWindow):
         self.stats: dict[str, Optional[PaneStats]] = {p: None for p in PANES}
         self.show_maps = False
         self._maps: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]] = {}  # pane -> (a, b, map, scale)
+        self._map_id = 0
+        self._map_inputs_sent: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        # What produced each pane's current content (captions describe that, not the controls):
+        # the request id of the autoencoder and refined panes, the classical file, the settings.
+        self.content: dict[str, Optional[int]] = {p: None for p in PANES}
+        self.classical: Optional[ClassicalPane] = None
+        self.refined_shown: Optional[DecodeSettings] = None
+        self.stale: set[str] = set()  # panes still showing an earlier request's result
+        self._closing = False
         self.request: Optional[DecodeRequest] = None
+        self._request_values: Optional[ControlValues] = None  # the panel's values that made ``request``
         self.decode_busy = False
         self.rate_busy = False
         self.last_step: Optional[StepReport] = None
@@ -119,7 +138,7 @@ class MainWindow(QMainWindow):
         self.resize(width, height)
 
     def _build_widgets(self) -> None:
-        self.controls = ControlPanel(self.settings.controls())
+        self.controls = ControlPanel(self.settings.controls(), devices())
         self.views = ComparisonViews()
         self.banner = Banner()
         self.status = DecodeStatus()
@@ -195,6 +214,11 @@ class MainWindow(QMainWindow):
         w.encoded.connect(self._on_encoded)
         w.encode_progress.connect(self._on_encode_progress)
         w.pane_ready.connect(self._on_pane_ready)
+        w.classical_ready.connect(self._on_classical)
+        w.map_ready.connect(self._on_map)
+        w.saved.connect(lambda path: self.statusBar().showMessage(f"Saved {path}", 5000))
+        w.save_failed.connect(lambda path, message: self.banner.show_message(
+            f"Could not save {Path(path).name}: {message}", topic="save"))
         w.stats_ready.connect(self._on_stats)
         w.step.connect(self._on_step)
         w.decode_finished.connect(self._on_decode_finished)
@@ -220,8 +244,9 @@ class MainWindow(QMainWindow):
         self.worker.request_open(self._open_key, Path(path))
 
     def choose_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open image", "", "Images (*.png *.jpg *.jpeg *.webp *.bmp "
-                                                                      "*.tif *.tiff *.ppm *.avif);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open image or .hfd file", "",
+                                              "Images and .hfd files (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff "
+                                              "*.ppm *.avif *.hfd);;.hfd files (*.hfd);;All files (*)")
         if path:
             self.open_path(path)
 
@@ -231,16 +256,22 @@ class MainWindow(QMainWindow):
         self.image = opened
         self.encoded = None
         self.banner.clear("open", "decode")
-        self.statusBar().showMessage(f"{opened.path.name}: {opened.rgb.shape[1]}×{opened.rgb.shape[0]}"
-                                     + (" (transparency flattened onto white)" if opened.had_alpha else ""), 5000)
+        what = " (a .hfd file: no original to compare with)" if opened.hfd is not None else (
+            " (transparency flattened onto white)" if opened.had_alpha else "")
+        self.statusBar().showMessage(f"{opened.path.name}: {opened.width}×{opened.height}{what}", 5000)
         self.setWindowTitle(f"{opened.path.name} — hfd-viewer")
         self.settings.add_recent(opened.path)
         for pane in PANES:
             self.raw[pane] = opened.rgb if pane == "original" else None
             self.stats[pane] = None
+            self.content[pane] = None
+        self.classical, self.refined_shown = None, None
+        self.stale.clear()
+        self._maps.clear()
         self.table.clear_numbers()
-        h, w = opened.rgb.shape[:2]
-        self.table.set_original(opened.file_bytes, w, h)
+        self.table.set_original(opened.file_bytes, opened.width, opened.height, opened.hfd is not None)
+        self.controls.set_file_mode(opened.hfd is not None)
+        self.rate_plot.reset(CODEC_LABELS[self.controls.values().codec])
         self._refresh_all()
         self.request_rate()
         self.request_decode()
@@ -281,22 +312,43 @@ class MainWindow(QMainWindow):
             return
         values = self.controls.values()
         rid = (self.request.request_id + 1) if self.request else 1
+        optimise = DEFAULT_OPTIMISE_STEPS if values.optimise and self.image.hfd is None else 0
         self.request = DecodeRequest(rid, self.image.key, self.image.rgb, values.bpp, values.settings(),
-                                     values.codec, DEFAULT_OPTIMISE_STEPS if values.optimise else 0)
+                                     values.codec, optimise, hfd=self.image.hfd)
+        self._request_values = values
         self.decode_busy = True
         self.last_step = None
         self.step_plot.reset(values.steps)
-        self.rate_plot.set_current(values.bpp)
-        self.status.started("optimising the encoding…" if values.optimise else "encoding…", values.steps)
+        self.status.started("reading the file…" if self.image.hfd is not None else
+                            "optimising the encoding…" if optimise else "encoding…", values.steps)
         self.table.mark_pending("refined")
-        self._refresh_captions()
+        self._mark_stale({"ae", "refined", "classical"})
         self.worker.request_decode(self.request)
 
+    def _request_classical(self) -> None:
+        """Another "Compare with" codec for the same file: only the classical pane and the rate
+        curve's classical points are made again."""
+        values = self.controls.values()
+        self.request = replace(self.request, codec=values.codec)
+        self._mark_stale({"classical"})  # its caption keeps naming the codec it still shows
+        self.table.mark_pending("classical")
+        if self.encoded is not None and self.image is not None and self.image.rgb is not None:
+            self.worker.request_classical(ClassicalRequest(self.request.request_id, self.image.key, self.image.rgb,
+                                                           values.codec, self.encoded.nbytes))
+        self.request_rate()
+
+    def _mark_stale(self, panes: set[str]) -> None:
+        """Panes keep their last image until the new one lands, dimmed and captioned as earlier."""
+        self.stale |= {p for p in panes if self.raw[p] is not None}
+        for pane in panes:
+            self.views.set_stale(pane, pane in self.stale)
+        self._refresh_captions()
+
     def request_rate(self) -> None:
-        if self.image is None or self.info is None:
+        if self.image is None or self.info is None or self.image.rgb is None:
             return
         self._rate_id += 1
-        lo, hi = self.info.bpp_range
+        lo, hi = self.controls.bpp_range()
         bpps = tuple(round(float(b), 4) for b in np.geomspace(lo, hi, self.rate_points))
         codec = self.controls.values().codec
         self.rate_busy = True
@@ -309,11 +361,12 @@ class MainWindow(QMainWindow):
 
     def _on_controls(self, values: ControlValues) -> None:
         self.settings.set_controls(values)
-        codec_changed = self.request is not None and values.codec != self.request.codec
-        self.rate_plot.set_current(values.bpp)
+        made = self._request_values
+        if made is not None and values != made and replace(values, codec=made.codec) == made:
+            self._request_values = values
+            self._request_classical()  # only "Compare with" changed
+            return
         self.request_decode()
-        if codec_changed:
-            self.request_rate()
 
     def _on_device(self, device: str) -> None:
         self.statusBar().showMessage(f"Loading the model on {device}…")
@@ -326,6 +379,7 @@ class MainWindow(QMainWindow):
     def _on_engine_ready(self, info: ModelInfo, device: str) -> None:
         self.info, self.device = info, device
         self.controls.set_info(info, use_defaults=not self.settings.has_controls())
+        self.controls.show_device(device)
         self.statusBar().showMessage(f"Model {info.model_id} ready ({device})", 5000)
         self.banner.clear("model")
         self.request_rate()
@@ -346,7 +400,10 @@ class MainWindow(QMainWindow):
                 self.request = replace(self.request, settings=self.info.resolve(self.request.settings, encoded.rate))
                 self.controls.show_realism(self.request.settings.realism)
                 self._refresh_captions()
+            if encoded.reach is not None and self.image is not None and self.image.hfd is None:
+                self.controls.set_bpp_reach(*encoded.reach)  # the slider spans what this photo can reach
             self.controls.show_encoded(encoded.nbytes, encoded.bpp, at_minimum=encoded.bpp > self.request.bpp)
+            self.rate_plot.set_current(encoded.bpp)
             self.status.started("decoding…", self.request.settings.steps)
 
     def _on_encode_progress(self, rid: int, done: int, total: int) -> None:
@@ -359,11 +416,27 @@ class MainWindow(QMainWindow):
         if pane == "refined":
             self._paint_timer.stop()
             self._pending_estimate = None
-        self.raw[pane] = rgb
-        self._refresh(pane)
+            self.refined_shown = self.request.settings
+        self._set_content(pane, rgb, rid)
         if pane in ("ae", "refined"):
             self._refresh("original")  # the invented-detail map depends on both
         self.demo.update()
+
+    def _on_classical(self, rid: int, rgb: np.ndarray, classical: ClassicalPane) -> None:
+        if not self._current(rid) or classical.codec != self.request.codec:
+            return
+        self.classical = classical
+        self._set_content("classical", rgb, rid)
+        self.demo.update()
+
+    def _set_content(self, pane: str, rgb: np.ndarray, rid: int) -> None:
+        self.raw[pane], self.content[pane] = rgb, rid
+        self.stale.discard(pane)
+        self.views.set_stale(pane, False)
+        self._refresh(pane)
+        self.views.set_caption(pane, self.caption(pane))
+        if self.show_maps:
+            self._request_maps()
 
     def _on_stats(self, rid: int, pane: str, stats: PaneStats) -> None:
         if not self._current(rid):
@@ -373,8 +446,8 @@ class MainWindow(QMainWindow):
         self._refresh_caption(pane)
         if pane == "ae":
             self.step_plot.set_autoencoder_psnr(stats.psnr)
-        if pane == "refined":
-            self.rate_plot.set_current(self.request.bpp, stats.psnr)
+        if pane == "refined" and self.encoded is not None:
+            self.rate_plot.set_current(self.encoded.bpp, stats.psnr)  # at the file's real bpp, on the curve
         if self.worker.perceptual_error:
             self.table.perceptual_note = f"n/a: {self.worker.perceptual_error}"
 
@@ -382,17 +455,18 @@ class MainWindow(QMainWindow):
         if not self._current(rid):
             return
         self.last_step = report
-        self.status.stepped(report.index, report.total, report.elapsed_s)
-        self.step_plot.add_point(report.index, report.psnr, report.perceptual)
+        self.status.stepped(report.index, report.total, report.elapsed_s, report.tiles)
+        if report.psnr is not None:
+            self.step_plot.add_point(report.index, report.psnr, report.perceptual)
         self._pending_estimate = report.estimate
         if not self._paint_timer.isActive():
             self._paint_timer.start()
 
     def _paint_estimate(self) -> None:
-        if self._pending_estimate is not None:
-            self.raw["refined"] = self._pending_estimate
+        if self._pending_estimate is not None and self.request is not None:
+            self.refined_shown = self.request.settings
+            self._set_content("refined", self._pending_estimate, self.request.request_id)
             self._pending_estimate = None
-            self._refresh("refined")
             self._refresh("original")
             self.demo.update()
 
@@ -402,8 +476,10 @@ class MainWindow(QMainWindow):
         self.decode_busy = False
         total = self.request.settings.steps
         elapsed = self.last_step.elapsed_s if self.last_step else 0.0
-        self.status.finished(f"done: {total} steps in {elapsed:.1f} s")
+        tiles = f" in {self.last_step.tiles} tiles" if self.last_step and self.last_step.tiles > 1 else ""
+        self.status.finished(f"done: {total} steps{tiles} in {elapsed:.1f} s")
         self.banner.clear("decode")
+        self.demo.update()
         self.decode_ended.emit(rid, "done")
         self._check_idle()
 
@@ -413,6 +489,7 @@ class MainWindow(QMainWindow):
         self.decode_busy = False
         where = f" at step {self.last_step.index}/{self.last_step.total}" if self.last_step else ""
         self.status.stopped(f"stopped{where}")
+        self.demo.update()
         self.decode_ended.emit(rid, "stopped")
         self._check_idle()
 
@@ -439,18 +516,40 @@ class MainWindow(QMainWindow):
             self.idle.emit()
 
     # ---- display -----------------------------------------------------------------------
+    def _map_inputs(self, pane: str) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+        """The two images a pane's difference map compares (pane 1: refined against autoencoder)."""
+        return (self.raw["refined"], self.raw["ae"]) if pane == "original" else (self.raw[pane], self.raw["original"])
+
     def shown_image(self, pane: str) -> Optional[np.ndarray]:
-        """What ``pane`` shows now: the image, or its difference map when maps are on."""
+        """What ``pane`` shows now: the image, or its difference map when maps are on (the worker
+        computes maps; until one arrives the pane shows nothing rather than a stale map)."""
         if not self.show_maps:
             return self.raw[pane]
-        a, b = (self.raw["refined"], self.raw["ae"]) if pane == "original" else (self.raw[pane], self.raw["original"])
-        if a is None or b is None:
-            return None
+        a, b = self._map_inputs(pane)
         cached = self._maps.get(pane)
-        if cached is None or cached[0] is not a or cached[1] is not b:  # results are new arrays, never edited
-            shown, scale = invented_image(a, b) if pane == "original" else (error_image(a, b), ERROR_MAX)
-            cached = self._maps[pane] = (a, b, shown, scale)
+        if a is None or b is None or cached is None or cached[0] is not a or cached[1] is not b:
+            return None  # results are new arrays, never edited: identity says the map is current
         return cached[2]
+
+    def _request_maps(self) -> None:
+        pairs = []
+        for pane in PANES:
+            a, b = self._map_inputs(pane)
+            if a is not None and b is not None and self.shown_image(pane) is None:
+                pairs.append((pane, a, b))
+        if pairs:
+            self._map_id += 1
+            self._map_inputs_sent = {pane: (a, b) for pane, a, b in pairs}
+            self.worker.request_maps(MapRequest(self._map_id, tuple(pairs)))
+
+    def _on_map(self, map_id: int, pane: str, image: np.ndarray, scale: float) -> None:
+        if map_id != self._map_id:
+            return
+        a, b = self._map_inputs_sent[pane]
+        self._maps[pane] = (a, b, image, scale)
+        if self.show_maps:
+            self._refresh(pane)
+            self.views.set_caption(pane, self.caption(pane))
 
     def refined_settings(self) -> DecodeSettings:
         """The settings of the refined pane: the live request's (its realism resolved once the file is
@@ -459,10 +558,22 @@ class MainWindow(QMainWindow):
 
     def caption(self, pane: str) -> str:
         codec = self.request.codec if self.request else self.controls.values().codec
-        title = pane_title(pane, codec, self.refined_settings(), self.show_maps)
-        if self.show_maps and pane == "original" and self.shown_image(pane) is not None:
+        if pane == "classical" and pane in self.stale and self.classical is not None:
+            codec = self.classical.codec
+        settings = self.refined_shown or self.refined_settings()
+        # the classical pane is described against the file it was matched to, which a newer
+        # bitrate's file (while the pane is stale) is not
+        hfd_bytes = self.classical.target_bytes if self.classical is not None else None
+        title = pane_title(pane, codec, settings, self.show_maps, self.classical, hfd_bytes)
+        if self.show_maps and pane in self._maps and self.shown_image(pane) is not None and pane == "original":
             title += f", 0 … {self._maps[pane][3]:g}+ levels"
-        return pane_caption(pane, title, None if self.show_maps else self.stats[pane])
+        elif self.show_maps and self.shown_image(pane) is None and self.raw[pane] is not None:
+            title += " (computing the map…)"
+        if pane == "original" and self.image is not None and self.image.hfd is not None and not self.show_maps:
+            title = "Original: not available (a .hfd file was opened)"
+        if pane in self.stale:
+            title = f"{title} (earlier result, updating…)"
+        return pane_caption(pane, title, None if self.show_maps or pane in self.stale else self.stats[pane])
 
     def _refresh(self, pane: str) -> None:
         image = self.shown_image(pane)
@@ -479,6 +590,7 @@ class MainWindow(QMainWindow):
 
     def _refresh_all(self) -> None:
         for pane in PANES:
+            self.views.set_stale(pane, pane in self.stale)
             self._refresh(pane)
             self.views.set_caption(pane, self.caption(pane))
 
@@ -487,6 +599,8 @@ class MainWindow(QMainWindow):
         self.actions_by_name["maps"].setChecked(self.show_maps)
         for action in self.legend_actions:
             action.setVisible(self.show_maps)
+        if self.show_maps:
+            self._request_maps()
         self._refresh_all()
 
     def set_mode(self, mode: str) -> None:
@@ -506,33 +620,39 @@ class MainWindow(QMainWindow):
         self.loupe.raise_()
 
     def _on_hover(self, pane: str, x: int, y: int) -> None:
+        """The pixel under the cursor in every pane: RGB, or with maps on the difference each map shows."""
         parts = [f"x {x}, y {y}"]
         for p in PANES:
-            image = self.shown_image(p)
+            mark = "▸" if p == pane else ""
+            if self.show_maps:
+                a, b = self._map_inputs(p)
+                if a is not None and b is not None and y < a.shape[0] and x < a.shape[1]:
+                    value = float(abs_difference(a[y:y + 1, x:x + 1], b[y:y + 1, x:x + 1])[0, 0])
+                    parts.append(f"{mark}{PANES.index(p) + 1}: Δ {value:.1f}")
+                continue
+            image = self.raw[p]
             if image is not None and y < image.shape[0] and x < image.shape[1]:
                 r, g, b = (int(v) for v in image[y, x])
-                mark = "▸" if p == pane else ""
                 parts.append(f"{mark}{PANES.index(p) + 1}: {r},{g},{b}")
         self.pixel_readout.setText("   ".join(parts))
 
-    # ---- export ------------------------------------------------------------------------
+    # ---- export (written by the worker: a 12 MP PNG takes seconds) ---------------------
     def save_pane(self, pane: str, path: Path | str) -> None:
         image = self.shown_image(pane)
         if image is None:
             raise ValueError(f"the {pane} pane is empty")
-        save_png(image, path)
+        self.worker.request_export(ExportRequest(Path(path), image=image))
 
     def save_hfd(self, path: Path | str) -> None:
         if self.encoded is None:
             raise ValueError("nothing encoded yet")
-        Path(path).write_bytes(self.encoded.data)
+        self.worker.request_export(ExportRequest(Path(path), data=self.encoded.data))
 
     def save_comparison(self, path: Path | str) -> None:
-        panels = [(self.caption(p), self.shown_image(p)) for p in PANES if self.shown_image(p) is not None]
+        panels = tuple((self.caption(p), self.shown_image(p)) for p in PANES if self.shown_image(p) is not None)
         if not panels:
             raise ValueError("no image to compare")
-        if not compose_comparison(panels).save(str(path)):
-            raise OSError(f"could not write {path}")
+        self.worker.request_export(ExportRequest(Path(path), panels=panels))
 
     # ---- demo mode ---------------------------------------------------------------------
     def enter_demo(self) -> None:
@@ -540,9 +660,19 @@ class MainWindow(QMainWindow):
 
     # ---- closing -----------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        self.settings.set_geometry(self.saveGeometry())
-        self.settings.sync()
-        self.demo.leave()
-        self.loupe.close()
-        self.host.shutdown()
-        super().closeEvent(event)
+        """Close at any moment without freezing: every engine job is cancelled and stops within a
+        tile; until the worker thread has ended the window is hidden and the close waits for it
+        (destroying a running QThread would abort the process)."""
+        if not self._closing:
+            self._closing = True
+            self.settings.set_geometry(self.saveGeometry())
+            self.settings.sync()
+            self.demo.leave()
+            self.loupe.close()
+            self.host.request_stop()
+        if self.host.finished():
+            super().closeEvent(event)
+            return
+        event.ignore()
+        self.hide()
+        QTimer.singleShot(CLOSE_POLL_MS, self.close)

@@ -7,6 +7,18 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QWidget
 
 TICKS = 1000
+STEP_TICKS = 10  # an arrow key moves 1 % of the range: a change one can see (a tick is 0.1 %)
+
+
+class _Slider(QSlider):
+    """A slider that ignores the mouse wheel unless it has the focus: the side panel scrolls under
+    the wheel, and a slider passing under the pointer must not change on the way."""
+
+    def wheelEvent(self, event) -> None:  # noqa: N802
+        if self.hasFocus():
+            super().wheelEvent(event)
+        else:
+            event.ignore()
 
 
 class FloatSlider(QWidget):
@@ -17,8 +29,10 @@ class FloatSlider(QWidget):
     def __init__(self, lo: float, hi: float, value: float, fmt: str = "{:.2f}", log: bool = False) -> None:
         super().__init__()
         self._lo, self._hi, self._log, self._fmt = lo, hi, log, fmt
-        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider = _Slider(Qt.Orientation.Horizontal)
+        self.slider.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # focus by click or Tab, not by the wheel
         self.slider.setRange(0, TICKS)
+        self.slider.setSingleStep(STEP_TICKS)
         self.slider.setPageStep(TICKS // 20)
         self.label = QLabel()
         self.label.setMinimumWidth(64)

@@ -7,13 +7,14 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from .jobs import PANES
-from .panes import (
+from viewer.widgets.panes import (
+    STALE_OPACITY,
     PaneViewBox,
     follow_zoom_smoothing,
     make_graphics_widget,
     make_image_item,
 )
+from viewer.worker.jobs import PANES
 
 
 class GridView(QWidget):
@@ -56,6 +57,9 @@ class GridView(QWidget):
             self.items[pane].clear()
         else:
             self.items[pane].setImage(rgb, levels=(0, 255))
+
+    def set_stale(self, pane: str, stale: bool) -> None:
+        self.items[pane].setOpacity(STALE_OPACITY if stale else 1.0)
 
     def set_caption(self, pane: str, text: str) -> None:
         self.captions[pane].setText(text)

@@ -10,7 +10,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 
-from .jobs import STEP_PERCEPTUAL_CROP, RatePoint
+from viewer.worker.jobs import STEP_PERCEPTUAL_CROP, RatePoint
 
 AE_COLOUR = QColor(90, 160, 255)
 REFINED_COLOUR = QColor(255, 170, 60)

@@ -19,6 +19,9 @@ INTRO = ("<b>hfd-viewer</b> compares a learned image codec with a classical one 
          "detail at decode time without extra bits.")
 
 
+DEVICE_NAMES = {"cpu": "the CPU", "cuda": "the GPU (CUDA)"}
+
+
 def model_facts_html(info: Optional[ModelInfo], device: str) -> str:
     if info is None:
         return "<p><i>No model loaded.</i></p>"
@@ -38,7 +41,7 @@ def model_facts_html(info: Optional[ModelInfo], device: str) -> str:
                       for kind in info.decoder_conditions)
             + "".join(f"<tr><td>Default realism, {kind}</td><td>{schedule.describe()}</td></tr>"
                       for kind, schedule in info.realism.items())
-            + f"<tr><td>Running on</td><td>{device}</td></tr></table>")
+            + f"<tr><td>Running on</td><td>{DEVICE_NAMES.get(device, device or 'not loaded yet')}</td></tr></table>")
 
 
 class AboutDialog(QDialog):

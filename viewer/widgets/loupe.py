@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
@@ -15,15 +16,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .jobs import PANES
-from .panes import Crop
-from .qimage import to_pixmap
+from viewer.qimage import to_pixmap
+from viewer.widgets.panes import Crop
+from viewer.worker.jobs import PANES
 
 TARGET_PX = 320  # the loupe picks a magnification that makes the crop about this big
+MAX_PANE_PX = 1024  # no magnified crop is drawn larger than this (four of them share a screen)
 
 
 def auto_magnification(crop: Crop) -> int:
-    return int(max(1, min(32, TARGET_PX // max(crop.width, crop.height))))
+    return int(max(1, min(max_magnification(crop), TARGET_PX // max(crop.width, crop.height))))
+
+
+def max_magnification(crop: Crop) -> int:
+    """The largest whole factor that keeps the enlarged crop within MAX_PANE_PX (at least 1)."""
+    return int(max(1, min(32, MAX_PANE_PX // max(crop.width, crop.height))))
 
 
 def magnify(rgb: np.ndarray, factor: int) -> np.ndarray:
@@ -32,7 +39,10 @@ def magnify(rgb: np.ndarray, factor: int) -> np.ndarray:
 
 
 class LoupeWindow(QWidget):
-    """A tool window; the main window feeds it the pane images whenever they change."""
+    """A tool window; the main window feeds it the pane images whenever they change. Esc closes it;
+    its magnification is capped so that four enlarged crops fit a screen."""
+
+    closed = Signal()
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent, Qt.WindowType.Tool)
@@ -67,6 +77,7 @@ class LoupeWindow(QWidget):
     def set_crop(self, crop: Crop) -> None:
         self.crop = crop
         self.magnification.blockSignals(True)
+        self.magnification.setMaximum(max_magnification(crop))
         self.magnification.setValue(auto_magnification(crop))
         self.magnification.blockSignals(False)
         self._render()
@@ -80,6 +91,23 @@ class LoupeWindow(QWidget):
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
         self._render()
+
+    def event(self, event: QEvent) -> bool:
+        # Esc is also the main window's Stop shortcut, which would take it first: here it closes the loupe
+        if event.type() == QEvent.Type.ShortcutOverride and event.key() == Qt.Key.Key_Escape:
+            event.accept()
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Escape:
+            self.close()
+        else:
+            super().keyPressEvent(event)
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        super().closeEvent(event)
+        self.closed.emit()
 
     def _render(self) -> None:
         if self.crop is None:

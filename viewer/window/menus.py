@@ -3,25 +3,25 @@ behind the Save entries."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QWidget
 
-from .about import AboutDialog
-from .jobs import PANES
-from .panes import PANE_TITLES
-from .shortcuts import SHORTCUTS, ShortcutsDialog
+from viewer.widgets.panes import PANE_TITLES
+from viewer.window.about import AboutDialog
+from viewer.window.shortcuts import SHORTCUTS, ShortcutsDialog
+from viewer.worker.jobs import PANES
 
-if TYPE_CHECKING:
-    from .main_window import MainWindow
+# The window the menus are built for: a QMainWindow with these methods and parts (see main_window).
+MenuHost = Any
 
 TOOLBAR = (("grid", "Grid"), ("pane_1", "1"), ("pane_2", "2"), ("pane_3", "3"), ("pane_4", "4"), ("split", "Split"),
            ("maps", "Maps"), ("fit", "Fit"), ("one_to_one", "1:1"), ("loupe", "Loupe"))
 
 
-def build_menus(window: "MainWindow") -> tuple[dict[str, QAction], list[QAction]]:
+def build_menus(window: MenuHost) -> tuple[dict[str, QAction], list[QAction]]:
     """Menus and toolbar; returns the actions by name and the (hidden) map-legend toolbar entries."""
     actions: dict[str, QAction] = {}
 
@@ -96,12 +96,13 @@ def _show(dialog: QWidget) -> None:
     dialog.show()
 
 
-def _save_pane(window: "MainWindow", pane: str) -> None:
+def _save_pane(window: MenuHost, pane: str) -> None:
     _save(window, "Save pane as PNG", f"-{pane}.png", "PNG (*.png)", lambda path: window.save_pane(pane, path))
 
 
-def _save(window: "MainWindow", title: str, suffix: str, pattern: str, save: Callable[[str], None]) -> None:
-    """Ask for a file name next to the image, save, and report the outcome in the window."""
+def _save(window: MenuHost, title: str, suffix: str, pattern: str, save: Callable[[str], None]) -> None:
+    """Ask for a file name next to the image and hand the save to the worker, which reports the
+    outcome in the status bar (or the banner) when the file is written."""
     image = window.image
     suggestion = (image.path.parent / f"{image.path.stem}{suffix}") if image else Path.home() / f"image{suffix}"
     path, _ = QFileDialog.getSaveFileName(window, title, str(suggestion), pattern)
@@ -112,4 +113,4 @@ def _save(window: "MainWindow", title: str, suffix: str, pattern: str, save: Cal
     except (OSError, ValueError) as exc:
         window.banner.show_message(f"Could not save {Path(path).name}: {exc}", topic="save")
     else:
-        window.statusBar().showMessage(f"Saved {path}", 5000)
+        window.statusBar().showMessage(f"Saving {path}…")

@@ -7,7 +7,7 @@ from typing import Optional
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from .controls import ControlValues
+from viewer.widgets.controls import ControlValues
 
 ORGANISATION = "hfd"
 APPLICATION = "hfd-viewer"

@@ -8,7 +8,7 @@ import numpy as np
 from PySide6.QtCore import QRect, Qt
 from PySide6.QtGui import QColor, QFont, QImage, QPainter
 
-from .qimage import to_qimage
+from viewer.qimage import to_qimage
 
 CAPTION_PX = 28
 GAP_PX = 8

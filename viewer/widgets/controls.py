@@ -22,12 +22,11 @@ from PySide6.QtWidgets import (
 )
 
 from engine.api import DEFAULT_OPTIMISE_STEPS, DecodeSettings, ModelInfo
-
-from .float_slider import FloatSlider
-from .jobs import CODEC_LABELS, CODECS
+from viewer.widgets.float_slider import FloatSlider
+from viewer.worker.jobs import CODEC_LABELS, CODECS
 
 DECODER_LABELS = {"diffusion": "Diffusion", "flow": "Rectified flow"}
-DEVICES = {"auto": "Auto", "cpu": "CPU", "cuda": "GPU (CUDA)"}
+DEVICES = {"auto": "Auto", "cpu": "CPU", "cuda": "GPU (CUDA)"}  # what a device may be called; offered: engine.api.devices()
 MAX_SEED = 2**31 - 1
 
 TIPS = {
@@ -125,10 +124,12 @@ class ControlPanel(QWidget):
     changed = Signal(object)  # ControlValues
     device_changed = Signal(str)
 
-    def __init__(self, values: ControlValues = ControlValues()) -> None:
+    def __init__(self, values: ControlValues = ControlValues(), devices: tuple[str, ...] = tuple(DEVICES)) -> None:
         super().__init__()
         self._info: Optional[ModelInfo] = None
         self._quiet = False
+        self._wanted_bpp = values.bpp  # kept through range changes: a slider clamps what it is given
+        self._model_bpp_range = (0.005, 4.0)
 
         self.bpp = FloatSlider(0.05, 1.0, values.bpp, fmt="{:.3f} bpp", log=True)
         self.file_label = QLabel("file: not encoded yet")
@@ -149,8 +150,8 @@ class ControlPanel(QWidget):
         for key in CODECS:
             self.codec.addItem(CODEC_LABELS[key], key)
         self.device = QComboBox()
-        for key, label in DEVICES.items():
-            self.device.addItem(label, key)
+        for key in devices:  # only what this machine has: no GPU entry without CUDA
+            self.device.addItem(DEVICES[key], key)
 
         for name in ("bpp", "optimise", "decoder", "steps", "shift", "noise", "seed", "new_seed", "realism",
                      "realism_auto", "codec", "device"):
@@ -202,12 +203,38 @@ class ControlPanel(QWidget):
 
     # ---- state -------------------------------------------------------------------------
     def values(self) -> ControlValues:
+        """What the panel sets; the bitrate as the user wants it, even where this image's range
+        clamps the slider (a remembered 0.0086 bpp stays 0.0086)."""
         return ControlValues(
-            bpp=round(self.bpp.value(), 4), optimise=self.optimise.isChecked(), decoder=self.decoder.currentData(), steps=self.steps.value(),
+            bpp=round(self._wanted_bpp, 4), optimise=self.optimise.isChecked(), decoder=self.decoder.currentData(), steps=self.steps.value(),
             shift=round(self.shift.value(), 3), noise=round(self.noise.value(), 3), seed=self.seed.value(),
             realism=round(self.realism.value(), 3), realism_auto=self.realism_auto.isChecked(),
             codec=self.codec.currentData(),
             device=self.device.currentData())
+
+    def bpp_range(self) -> tuple[float, float]:
+        return self.bpp.range()
+
+    def set_bpp_reach(self, low: float, high: float) -> None:
+        """Span the bitrate slider over what this image's files reach (rate 0 to rate 1)."""
+        with self._silently():
+            self.bpp.setRange(low, high)
+            self.bpp.setValue(_clamp(self._wanted_bpp, (low, high)))
+
+    def set_file_mode(self, file_opened: bool) -> None:
+        """A .hfd file fixes the bits: the bitrate, the encoder and the classical codec do not apply."""
+        for widget in (self.bpp, self.optimise, self.codec):
+            widget.setEnabled(not file_opened)
+        if file_opened:
+            self.file_label.setText("file: the .hfd file opened (its bits are fixed)")
+        else:
+            with self._silently():
+                self.bpp.setRange(*self._model_bpp_range)
+                self.bpp.setValue(_clamp(self._wanted_bpp, self._model_bpp_range))
+
+    def show_device(self, device_type: str) -> None:
+        """Where the loaded model runs ("cpu", "cuda"), for the tooltip of an Auto choice."""
+        self.device.setToolTip(f"{TIPS['device']} The model runs on: {device_type.upper()}.")
 
     @contextmanager
     def _silently(self) -> Iterator[None]:
@@ -221,6 +248,7 @@ class ControlPanel(QWidget):
     def set_values(self, values: ControlValues) -> None:
         """Show ``values`` without emitting ``changed``."""
         with self._silently():
+            self._wanted_bpp = values.bpp
             self.bpp.setValue(values.bpp)
             self.optimise.setChecked(values.optimise)
             self._select(self.decoder, values.decoder)
@@ -240,6 +268,7 @@ class ControlPanel(QWidget):
         model's recommended settings for the current decoder (a first run, nothing remembered)."""
         self._info = info
         values = self.values()
+        self._model_bpp_range = info.bpp_range
         with self._silently():
             self.bpp.setRange(*info.bpp_range)
             for key in DECODER_LABELS:
@@ -251,8 +280,11 @@ class ControlPanel(QWidget):
                 values = self._with_defaults(replace(values, decoder=usable[0]))
         elif use_defaults:
             values = self._with_defaults(values)
-        # set_values fits the shift slider to the decoder's range, which clamps the shift
-        self.set_values(replace(values, bpp=_clamp(values.bpp, info.bpp_range)))
+        # set_values fits the shift slider to the decoder's range, which clamps the shift; the
+        # remembered bitrate stays wanted, whatever this range clamps it to for now
+        wanted = self._wanted_bpp
+        self.set_values(replace(values, bpp=_clamp(wanted, info.bpp_range)))
+        self._wanted_bpp = wanted
 
     def _fit_shift_range(self, decoder: str) -> None:
         """The shift slider spans ``decoder``'s shifts, and only a decoder with a schedule enables it."""
@@ -274,6 +306,7 @@ class ControlPanel(QWidget):
 
     def set_bpp(self, bpp: float) -> None:
         """Move the bitrate slider as if the user had (e.g. from a click on the rate plot)."""
+        self._wanted_bpp = bpp
         self.bpp.setValue(bpp)
 
     # ---- reactions ---------------------------------------------------------------------
@@ -304,6 +337,8 @@ class ControlPanel(QWidget):
 
     def _emit(self, *_args) -> None:
         if not self._quiet:
+            if self.sender() is self.bpp:
+                self._wanted_bpp = self.bpp.value()  # the user moved it: what it shows is wanted
             self.changed.emit(self.values())
 
     @staticmethod

@@ -3,19 +3,37 @@ file size) with plain captions, driven by the keyboard alone: DemoWindow is the 
 DemoMode connects it to the main window."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from pathlib import Path
+from typing import Any, Optional, Protocol
 
 import numpy as np
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QKeyEvent, QPainter
+from PySide6.QtGui import QColor, QFont, QGuiApplication, QKeyEvent, QPainter
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from .captions import demo_texts
-from .qimage import to_qimage
-from .samples import sample_paths
+from engine.api import DecodeSettings
+from viewer.captions import demo_texts
+from viewer.qimage import fit_for_display, to_qimage
+from viewer.samples import sample_paths
+from viewer.worker.jobs import ClassicalPane
 
-if TYPE_CHECKING:
-    from .main_window import MainWindow
+
+class DemoHost(Protocol):
+    """What demo mode reads of the main window and asks of it."""
+
+    raw: dict[str, Optional[np.ndarray]]
+    classical: Optional[ClassicalPane]
+    refined_shown: Optional[DecodeSettings]
+    decode_busy: bool
+    encoded: Any  # engine.api.Encoded or None
+    last_step: Any  # StepReport or None
+    image: Any  # OpenedImage or None
+    samples_dir: Path
+
+    def refined_settings(self) -> DecodeSettings: ...
+    def open_path(self, path: Path | str) -> None: ...
+    def screen(self) -> Any: ...
+    def activateWindow(self) -> None: ...  # noqa: N802
 
 AUTO_ADVANCE_MS = 12_000
 
@@ -29,7 +47,10 @@ class PictureWidget(QWidget):
         self.setMinimumSize(200, 150)
 
     def set_image(self, rgb: Optional[np.ndarray]) -> None:
-        self.image = to_qimage(rgb) if rgb is not None else None
+        # at most the screen's size: a 12 MP photo is not converted, nor scaled on every paint, whole
+        screen = QGuiApplication.primaryScreen()
+        limit = (screen.geometry().width(), screen.geometry().height()) if screen is not None else (1920, 1080)
+        self.image = to_qimage(fit_for_display(rgb, *limit)) if rgb is not None else None
         self.update()
 
     def paintEvent(self, event) -> None:  # noqa: N802
@@ -51,6 +72,7 @@ def _label(size_px: int, colour: str) -> QLabel:
     label.setFont(font)
     label.setStyleSheet(f"color:{colour}; background:black;")
     label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    label.setWordWrap(True)  # a long caption wraps instead of widening the window past the screen
     return label
 
 
@@ -136,7 +158,7 @@ class DemoMode:
     """Opens the demo window over a main window, feeds it that window's pictures, and turns
     its arrow keys into "open the next sample"."""
 
-    def __init__(self, main: "MainWindow") -> None:
+    def __init__(self, main: DemoHost) -> None:
         self.main = main
         self.window: Optional[DemoWindow] = None
 
@@ -165,12 +187,13 @@ class DemoMode:
         if self.window is None:
             return
         main = self.main
-        values = main.controls.values()
         progress = ""
-        if main.decode_busy and main.last_step is not None:
-            progress = f"refining {main.last_step.index}/{main.last_step.total}"
-        nbytes = main.encoded.nbytes if main.encoded else None
-        self.window.set_texts(*demo_texts(values.codec, nbytes, main.refined_settings(), progress))
+        step = main.last_step
+        if main.decode_busy and step is not None and step.index < step.total:
+            progress = f"refining {step.index}/{step.total}"
+        nbytes = main.classical.target_bytes if main.classical is not None else None
+        settings = main.refined_shown or main.refined_settings()
+        self.window.set_texts(*demo_texts(main.classical, nbytes, settings, progress))
         self.window.set_pictures(main.raw["classical"], main.raw["refined"])
 
     def _advance(self, delta: int) -> None:

@@ -6,17 +6,19 @@ from typing import Optional
 import numpy as np
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from .jobs import PANES
-from .panes import (
+from viewer.widgets.panes import (
+    STALE_OPACITY,
     PaneViewBox,
     follow_zoom_smoothing,
     make_graphics_widget,
     make_image_item,
 )
+from viewer.worker.jobs import PANES
 
 
 class FlickerView(QWidget):
-    """Shows one pane at a time at full size; the zoom stays put when the pane changes."""
+    """Shows one pane at a time at full size; the zoom stays put when the pane changes. Each pane
+    has its own image item, already rendered, so a flicker key only swaps which one is visible."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -24,11 +26,11 @@ class FlickerView(QWidget):
         self.caption = self.canvas.ci.addLabel("", row=0, col=0, size="11pt")
         self.box = PaneViewBox()
         self.canvas.ci.addItem(self.box, row=1, col=0)
-        self.item = make_image_item()
-        self.box.addItem(self.item)
+        self.items = {pane: make_image_item() for pane in PANES}
+        for item in self.items.values():
+            self.box.addItem(item)
         follow_zoom_smoothing(self.canvas, self.box)
         self.current = PANES[0]
-        self._images: dict[str, Optional[np.ndarray]] = {p: None for p in PANES}
         self._captions: dict[str, str] = {p: "" for p in PANES}
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -45,9 +47,13 @@ class FlickerView(QWidget):
         self._show()
 
     def set_image(self, pane: str, rgb: Optional[np.ndarray]) -> None:
-        self._images[pane] = rgb
-        if pane == self.current:
-            self._show()
+        if rgb is None:
+            self.items[pane].clear()
+        else:
+            self.items[pane].setImage(rgb, levels=(0, 255))
+
+    def set_stale(self, pane: str, stale: bool) -> None:
+        self.items[pane].setOpacity(STALE_OPACITY if stale else 1.0)
 
     def set_caption(self, pane: str, text: str) -> None:
         self._captions[pane] = text
@@ -58,9 +64,6 @@ class FlickerView(QWidget):
         return self.current
 
     def _show(self) -> None:
-        rgb = self._images[self.current]
-        if rgb is None:
-            self.item.clear()
-        else:
-            self.item.setImage(rgb, levels=(0, 255))
+        for pane, item in self.items.items():
+            item.setVisible(pane == self.current)
         self.caption.setText(f"{self._captions[self.current]}   <span style='color:#999'>(keys 1–4 switch)</span>")

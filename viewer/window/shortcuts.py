@@ -22,7 +22,7 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
     "new_seed": ("N", "New random seed (decode again)"),
     "stop": ("Esc", "Stop the running decode"),
     "demo": ("F11", "Demo mode (full screen)"),
-    "help": ("F1", "This list"),
+    "help": ("F1", "Keyboard shortcuts"),
 }
 
 MOUSE = (

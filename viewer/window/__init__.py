@@ -1,0 +1,1 @@
+"""The main window and what belongs to it: menus, demo mode, dialogs, remembered settings, export."""
