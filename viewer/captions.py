@@ -67,22 +67,19 @@ def pane_title(pane: str, codec: str, settings: Optional[DecodeSettings], maps: 
 
 
 def stats_text(stats: Optional[PaneStats]) -> str:
+    """The file size and PSNR: what fits beside a title on a 1280-px screen (the table has the rest)."""
     if stats is None:
         return ""
     parts = []
     if stats.nbytes is not None:
         parts.append(human_size(stats.nbytes))
-    if stats.bpp is not None:
-        parts.append(f"{stats.bpp:.3f} bpp")
     if stats.psnr is not None:
         parts.append(f"{stats.psnr:.2f} dB")
-    if stats.note:
-        parts.append(stats.note)
     return " · ".join(parts)
 
 
 def pane_caption(pane: str, title: str, stats: Optional[PaneStats]) -> str:
-    """"2 · Autoencoder only — 7.2 KB · 0.147 bpp · 31.20 dB" (the number is the flicker key)."""
+    """"2 · Autoencoder only — 7.2 KB · 31.20 dB" (the number is the flicker key)."""
     details = stats_text(stats)
     key = PANES.index(pane) + 1
     return f"{key} · {title}" + (f" — {details}" if details else "")

@@ -54,7 +54,7 @@ def test_opens_the_first_sample_and_fills_every_pane(window, samples):
     assert f"{window.encoded.nbytes:,} bytes" in plain(window.controls.file_label.text())
     assert float(window.table.text("ae", "PSNR ↑")) == pytest.approx(window.stats["ae"].psnr, abs=0.01)
     assert float(window.table.text("classical", "bpp")) > 0
-    assert "bpp" in window.caption("refined") and window.caption("refined").startswith("3 · Refined")
+    assert " dB" in window.caption("refined") and window.caption("refined").startswith("3 · Refined")
     assert window.status.label.text().startswith("done")
     assert len(window.rate_plot.points()) > 0
 

@@ -196,7 +196,9 @@ class MainWindow(QMainWindow):
         side = QSplitter(Qt.Orientation.Vertical)
         side.addWidget(scroll)
         side.addWidget(self.step_plot)
-        side.setSizes([self.controls.sizeHint().height() + 8, 400])
+        side.setStretchFactor(0, 0)  # the controls keep their height; the step plot takes what is left
+        side.setStretchFactor(1, 1)
+        side.setSizes([self.controls.sizeHint().height() + 8, 160])
         side.setMinimumWidth(320)
         main = QSplitter(Qt.Orientation.Horizontal)
         main.addWidget(left)
