@@ -141,3 +141,13 @@ def test_an_image_is_remembered_with_its_bitrate(qtbot, tmp_path):
     store = settings_in(tmp_path)
     ViewerSettings(store).set_controls(replace(ControlValues(), bpp=0.0086))
     assert ViewerSettings(store).controls().bpp == 0.0086
+
+
+def test_opening_another_image_clears_the_file_label_until_its_own_file_exists(window, qtbot, samples, monkeypatch):
+    assert "bytes" in window.controls.file_label.text()
+    seen = []
+    monkeypatch.setattr(window.worker, "request_decode", lambda request: seen.append(window.controls.file_label.text()))
+    with qtbot.waitSignal(window.worker.opened, timeout=IDLE_TIMEOUT_MS):
+        window.open_path(samples[1])
+    qtbot.waitUntil(lambda: bool(seen), timeout=5000)
+    assert seen[0] == "file: not encoded yet"

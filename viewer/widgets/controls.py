@@ -298,6 +298,10 @@ class ControlPanel(QWidget):
         note = "<br><i>the smallest file for this image</i>" if at_minimum else ""
         self.file_label.setText(f"file: <b>{nbytes:,} bytes</b> · {bpp:.3f} bpp{note}")
 
+    def clear_encoded(self) -> None:
+        """A new image: no file of it exists yet (the label must not keep the last image's size)."""
+        self.file_label.setText("file: not encoded yet")
+
     def show_realism(self, realism: float) -> None:
         """Show the realism an automatic blend resolved to for the file just coded (no ``changed``)."""
         if self.realism_auto.isChecked():

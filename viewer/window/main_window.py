@@ -272,6 +272,7 @@ class MainWindow(QMainWindow):
         self._maps.clear()
         self.table.clear_numbers()
         self.table.set_original(opened.file_bytes, opened.width, opened.height, opened.hfd is not None)
+        self.controls.clear_encoded()
         self.controls.set_file_mode(opened.hfd is not None)
         self.rate_plot.reset(CODEC_LABELS[self.controls.values().codec])
         self._refresh_all()

@@ -5,7 +5,7 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QVBoxLayout, QW
 
 # action name -> (key, what it does)
 SHORTCUTS: dict[str, tuple[str, str]] = {
-    "open": ("Ctrl+O", "Open an image"),
+    "open": ("Ctrl+O", "Open an image or a .hfd file"),
     "save_hfd": ("Ctrl+S", "Save the .hfd file at the current bitrate"),
     "save_sheet": ("Ctrl+E", "Save a labelled side-by-side comparison image"),
     "quit": ("Ctrl+Q", "Quit"),
