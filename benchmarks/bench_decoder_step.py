@@ -1,6 +1,6 @@
-"""Time one decoder step (one network evaluation through the tiler, as ``refine`` runs it)
-at 768×512 for the default UNet: CPU fp32, fp32 + channels_last, bf16 autocast +
-channels_last, and CUDA bf16 when a GPU is present; default tiles and 512² tiles.
+"""Time one decoder step (one network evaluation, as ``refine`` runs it on an image up to one
+768² tile) at 768×512 for the default UNet: CPU fp32, fp32 + channels_last, bf16 autocast +
+channels_last, and CUDA bf16 when a GPU is present.
 
     python benchmarks/bench_decoder_step.py [--width 768 --height 512 --repeats 3]"""
 from __future__ import annotations
@@ -10,11 +10,8 @@ import time
 
 import torch
 
-from engine.decoders.score_decoder import DEFAULT_TILE, network_call
-from engine.decoders.tiling import tiled
+from engine.decoders.score_decoder import network_call, padded
 from engine.decoders.unet import ConditionalUNet, UNetConfig
-
-SMALL_TILE = 512  # for comparison: the cost of tiling an image that would fit one default tile
 
 
 def channels_last_fp32(net: ConditionalUNet):
@@ -59,8 +56,7 @@ def main() -> None:
     params = sum(p.numel() for p in ConditionalUNet(config).parameters()) / 1e6
     print(f"UNet {config.to_dict()}  {params:.2f} M parameters, "
           f"{args.width}×{args.height}, {torch.get_num_threads()} CPU threads")
-    print(f"{'device':6} {'precision':20} {f'tiles {DEFAULT_TILE} (default): wall':>28} {'cpu':>8} "
-          f"{f'tiles {SMALL_TILE}: wall':>17} {'cpu':>8}")
+    print(f"{'device':6} {'precision':20} {'wall':>8} {'cpu':>8}")
 
     runs = [("cpu", "fp32", lambda net: network_call(net, torch.device("cpu"), fast=False)),
             ("cpu", "fp32 channels_last", channels_last_fp32),
@@ -72,10 +68,8 @@ def main() -> None:
         fn = make(net)
         z = torch.randn(1, 3, args.height, args.width, device=device)
         cond = torch.rand(1, 3, args.height, args.width, device=device)
-        default, small = (tiled(fn, tile=t, overlap=t // 8, multiple=config.size_multiple)
-                          for t in (DEFAULT_TILE, SMALL_TILE))
-        (wall_d, cpu_d), (wall_s, cpu_s) = (time_step(f, z, cond, args.repeats) for f in (default, small))
-        print(f"{device:6} {precision:20} {wall_d:27.3f}s {cpu_d:7.3f}s {wall_s:16.3f}s {cpu_s:7.3f}s", flush=True)
+        wall, cpu = time_step(padded(fn, config.size_multiple), z, cond, args.repeats)
+        print(f"{device:6} {precision:20} {wall:7.3f}s {cpu:7.3f}s", flush=True)
 
 
 if __name__ == "__main__":
