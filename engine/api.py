@@ -493,7 +493,7 @@ class Engine:
             if self.post_filter is not None and rate is None:
                 raise SettingsError("the autoencoder's post-filter depends on the rate the file was coded at: "
                                     "pass the rate")
-            return self._post_filtered(x_ae, rate)
+            return self._post_filtered(x_ae, rate, cancel)
         settings = self.check_settings(settings, rate)
         h, w = x_ae.shape[:2]
         memory.require("refine", h, w)

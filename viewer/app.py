@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from viewer.widgets.controls import DECODER_LABELS, DEVICES
+from viewer.choices import DECODER_LABELS, DEVICES
 
 DEFAULT_TIMEOUT_S = 600
 
@@ -151,4 +151,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     window.start(args.image)
     loop.exec()
     deadline.stop()
+    window.host.shutdown()  # the close above only hid the window: wait for the worker before returning
     return result["code"]

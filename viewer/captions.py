@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 from engine.api import DecodeSettings
-from viewer.widgets.controls import DECODER_LABELS
+from viewer.choices import DECODER_LABELS
 from viewer.widgets.panes import PANE_TITLES
 from viewer.worker.jobs import CODEC_LABELS, PANES, ClassicalPane, PaneStats
 
@@ -98,7 +98,7 @@ def demo_texts(classical: Optional[ClassicalPane], hfd_bytes: Optional[int], set
         headline = f"Same {human_size(hfd_bytes)} file: {label} | learned decoder"
     elif classical.over_target:
         headline = (f"{label} cannot go this small: its smallest file is {human_size(classical.nbytes)}, "
-                    f"{ratio:.0f}× the learned decoder's {human_size(hfd_bytes)}")
+                    f"{ratio:.1f}× the learned decoder's {human_size(hfd_bytes)}")
     else:
         headline = f"{label} {human_size(classical.nbytes)} | learned decoder {human_size(hfd_bytes)}"
     return headline, f"{label}, {human_size(classical.nbytes)}", right

@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a model from its recipe (assets/recipes/*.toml)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", type=Path, help="a recipe file, e.g. assets/recipes/flow.toml")
-    p.add_argument("--phase", default=None, help="run only this phase (from the export of the phase before it)")
+    p.add_argument("--phase", default=None, help="run only this phase (from the export of the phase before it; "
+                                                 "a finished phase has nothing left: delete its folder to redo it)")
     p.add_argument("--from", dest="start", type=Path, default=None, metavar="WEIGHTS",
                    help="start the first phase that runs from these weights instead")
     p.add_argument("--data", type=Path, default=None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import warnings
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -25,10 +26,10 @@ from engine.errors import HfdError, ImageError
 # The largest image the codec takes in and the largest a .hfd header may name (one limit for both):
 # a medium-format photo (~150 MP) fits; whether the machine has the memory is checked apart.
 MAX_PIXELS = 1 << 28
-# Pillow's own guard against decompression bombs (a warning above 89 MP, an error above 179 MP)
-# would refuse photos this codec takes; load_image checks MAX_PIXELS (or its caller's limit) from
-# the header before any pixel is decoded, which guards the same way.
-Image.MAX_IMAGE_PIXELS = None
+# Pillow's own guard against decompression bombs warns above MAX_IMAGE_PIXELS and refuses twice
+# that; its default (89 MP) would refuse photos this codec takes, so it is raised to the codec's
+# limit. load_image checks MAX_PIXELS (or its caller's limit) itself, before any pixel is decoded.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 # 16-bit grayscale modes. "I" (32-bit) is how Pillow holds 16-bit gray from some formats,
 # so it is scaled as 16-bit too.
@@ -74,7 +75,11 @@ def load_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> Load
     # SyntaxError, struct.error, IndexError, ...): around its calls, any Exception means
     # the file cannot be decoded.
     try:
-        image = Image.open(stream)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the check below decides
+            image = Image.open(stream)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name} is too large: over twice the {MAX_PIXELS / 1e6:.1f}-megapixel limit") from exc
     except UnidentifiedImageError as exc:
         raise ImageError(f"{name} is not an image, or its format is not supported") from exc
     except Exception as exc:

@@ -266,8 +266,10 @@ def run_phase(recipe: Recipe, phase: Phase, start: Path | None, out_root: Path, 
 def run_recipe(recipe: Recipe, out_root: Path, photos: Path | None = None, only: str | None = None,
                start: Path | None = None, device: str = "auto", threads: int = 0,
                time_limit: float | None = None, log=print) -> Path:
-    """Run the recipe's phases in order, skipping finished ones; or ``only`` that phase (again, if it
-    finished), from ``start`` when given, else from the phase before it. Returns the last export."""
+    """Run the recipe's phases in order, skipping finished ones; or ``only`` that phase (resuming its
+    folder: a finished phase has nothing left to train, delete its folder to train it anew). The
+    first phase that runs starts from ``start`` when given, else from the phase before it (or the
+    recipe's start). Returns the last export."""
     photos = photos or project_path(recipe.photos)
     indices = [recipe.phases.index(recipe.phase(only))] if only else range(len(recipe.phases))
     path = None
@@ -277,7 +279,7 @@ def run_recipe(recipe: Recipe, out_root: Path, photos: Path | None = None, only:
             log(f"{recipe.name} / {phase.name}: done earlier, skipped")
             path = export_of(out_root, recipe, phase)
             continue
-        first = start if (start is not None and index == indices[0]) else start_of(recipe, index, out_root)
+        first, start = (start, None) if start is not None else (start_of(recipe, index, out_root), None)
         path = run_phase(recipe, phase, first, out_root, photos, device, threads, time_limit, log)
     assert path is not None
     return path

@@ -226,7 +226,7 @@ def test_pixel_limit_is_checked_from_the_header_before_decoding():
 
 
 def test_a_decompression_bomb_is_refused_by_the_codecs_own_limit_before_decoding():
-    with pytest.raises(ImageError, match=r"too large: 30000×30000 = 900.0 megapixels, limit 268.4"):
+    with pytest.raises(ImageError, match=r"^image data is too large: over twice the 268.4-megapixel limit$"):
         load_image(_raw_png(30_000, 30_000, 8, 2, b"\0" * 10))
 
 

@@ -143,3 +143,15 @@ def test_each_shipped_recipe_trains_every_phase_for_a_few_steps_on_tiny_data(tmp
                log=messages.append)
     assert all(m.endswith("done earlier, skipped") for m in messages) and len(messages) == 8
     assert json.loads((out / "flow" / "realism" / DONE_FILE).read_text())["export"] == "flow.safetensors"
+
+
+def test_from_starts_the_first_phase_that_runs_even_after_finished_ones(tmp_path, monkeypatch):
+    recipe = Recipe.load(write_recipe(tmp_path, MINIMAL + '[[phase]]\nname = "two"\nsteps = 2\nlr = 1e-4\n'))
+    out = tmp_path / "runs"
+    (out / "r" / "one").mkdir(parents=True)
+    (out / "r" / "one" / DONE_FILE).write_text("{}")
+    starts = []
+    monkeypatch.setattr("engine.training.recipes.run_phase",
+                        lambda recipe, phase, start, *a, **k: starts.append((phase.name, start)) or tmp_path)
+    run_recipe(recipe, out, photos=tmp_path, start=tmp_path / "given.safetensors", log=lambda _: None)
+    assert starts == [("two", tmp_path / "given.safetensors")]

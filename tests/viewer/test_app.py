@@ -35,6 +35,17 @@ def test_screenshot_decodes_and_saves_a_non_blank_window(tmp_path):
     assert shot.std() > 20 and len(np.unique(shot.reshape(-1, 3), axis=0)) > 200  # a real window, not a blank
 
 
+def test_a_screenshot_that_runs_out_of_time_exits_124_without_aborting(tmp_path):
+    """The worker is still decoding when the time is up: the process must wait for it, not abort."""
+    weights = write_tiny_weights(tmp_path / "weights")
+    image = tmp_path / "photo.png"
+    save_png(image, photo_like(64, 96))
+    result = run_viewer(str(image), "--weights", str(weights), "--screenshot", str(tmp_path / "shot.png"),
+                        "--steps", "200", "--decoder", "flow", "--timeout", "2")
+    assert result.returncode == 124, result.stderr
+    assert "no result within 2 s" in result.stderr and "Destroyed while thread" not in result.stderr
+
+
 def test_screenshot_of_a_missing_image_fails_with_one_message(qapp, tmp_path, capsys):
     weights = write_tiny_weights(tmp_path / "weights", decoders=False)
     out = tmp_path / "shot.png"

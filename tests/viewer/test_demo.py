@@ -57,7 +57,7 @@ def test_demo_texts_say_same_size_only_when_the_files_are():
     assert left == "WebP, 7.1 KB" and right == "Learned decoder (rectified flow, 4 steps) — refining 2/4"
     too_big = ClassicalPane("avif", 5400, 0, over_target=True)
     assert demo_texts(too_big, 685, settings)[0] == ("AVIF cannot go this small: its smallest file is 5.4 KB, "
-                                                     "8× the learned decoder's 685 B")
+                                                     "7.9× the learned decoder's 685 B")
     coarse = ClassicalPane("jpeg", 5000, 3, over_target=False)
     assert demo_texts(coarse, 7213, settings)[0] == "JPEG 5.0 KB | learned decoder 7.2 KB"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from engine.api import DecodeSettings
@@ -11,7 +12,12 @@ from engine.errors import Cancelled
 from engine.progress import CancelToken
 from tests.support import photo_like
 from tests.viewer.support import IDLE_TIMEOUT_MS
-from viewer.worker.jobs import ClassicalRequest, DecodeRequest, RateRequest
+from viewer.worker.jobs import (
+    ClassicalRequest,
+    DecodeRequest,
+    ExportRequest,
+    RateRequest,
+)
 from viewer.worker.thread import WorkerHost
 
 IMAGE = photo_like(64, 96)
@@ -248,3 +254,30 @@ def test_stopping_ends_the_worker_thread_within_a_second_in_the_middle_of_a_deco
     host.request_stop()
     qtbot.waitUntil(host.finished, timeout=5_000)
     assert time.perf_counter() - start < 1.0
+
+
+def test_stop_on_a_decode_that_has_not_started_reports_it_cancelled(host, qtbot, tmp_path):
+    rec = Recorder(host.worker)
+    host.worker.request_export(ExportRequest(tmp_path / "big.png", image=np.zeros((2000, 2000, 3), np.uint8)))
+    host.worker.request_decode(request(5, steps=2))
+    host.worker.cancel_decode()
+    qtbot.waitUntil(lambda: rec.has("decode_cancelled", 5) or rec.has("decode_finished", 5), timeout=IDLE_TIMEOUT_MS)
+    assert not rec.has("decode_failed", 5)  # cancelled (or already done): never left hanging
+
+
+def test_a_child_process_that_dies_without_an_answer_is_an_error_not_a_hang():
+    import os
+
+    from viewer.worker.child import call_in_child
+
+    with pytest.raises(RuntimeError, match="ended without an answer .exit code 3."):
+        call_in_child(os._exit, 3)
+
+
+def test_nothing_new_starts_once_stopped_but_a_requested_export_is_still_written(host, qtbot, tmp_path):
+    rec = Recorder(host.worker)
+    host.worker.request_export(ExportRequest(tmp_path / "kept.png", image=IMAGE))
+    host.request_stop()
+    host.worker.request_decode(request(9, steps=2))
+    qtbot.waitUntil(host.finished, timeout=10_000)
+    assert (tmp_path / "kept.png").exists() and not rec.of("encoded", 9)

@@ -22,11 +22,10 @@ from PySide6.QtWidgets import (
 )
 
 from engine.api import DEFAULT_OPTIMISE_STEPS, DecodeSettings, ModelInfo
+from viewer.choices import DECODER_LABELS, DEVICES
 from viewer.widgets.float_slider import FloatSlider
 from viewer.worker.jobs import CODEC_LABELS, CODECS
 
-DECODER_LABELS = {"diffusion": "Diffusion", "flow": "Rectified flow"}
-DEVICES = {"auto": "Auto", "cpu": "CPU", "cuda": "GPU (CUDA)"}  # what a device may be called; offered: engine.api.devices()
 MAX_SEED = 2**31 - 1
 
 TIPS = {

@@ -106,6 +106,7 @@ class MainWindow(QMainWindow):
         self._closing = False
         self.request: Optional[DecodeRequest] = None
         self._request_values: Optional[ControlValues] = None  # the panel's values that made ``request``
+        self._classical_pending = False  # a classical pane alone is being made (another codec)
         self.decode_busy = False
         self.rate_busy = False
         self.last_step: Optional[StepReport] = None
@@ -217,6 +218,7 @@ class MainWindow(QMainWindow):
         w.encode_progress.connect(self._on_encode_progress)
         w.pane_ready.connect(self._on_pane_ready)
         w.classical_ready.connect(self._on_classical)
+        w.classical_failed.connect(self._on_classical_failed)
         w.map_ready.connect(self._on_map)
         w.saved.connect(lambda path: self.statusBar().showMessage(f"Saved {path}", 5000))
         w.save_failed.connect(lambda path, message: self.banner.show_message(
@@ -321,6 +323,9 @@ class MainWindow(QMainWindow):
         self._request_values = values
         self.decode_busy = True
         self.last_step = None
+        self.encoded = None  # the file of this request is not made yet: nothing may be matched to the last one
+        self._paint_timer.stop()  # an estimate of the last request must not land under this one
+        self._pending_estimate = None
         self.step_plot.reset(values.steps)
         self.status.started("reading the file…" if self.image.hfd is not None else
                             "optimising the encoding…" if optimise else "encoding…", values.steps)
@@ -333,6 +338,7 @@ class MainWindow(QMainWindow):
         curve's classical points are made again."""
         values = self.controls.values()
         self.request = replace(self.request, codec=values.codec)
+        self._classical_pending = True
         self._mark_stale({"classical"})  # its caption keeps naming the codec it still shows
         self.table.mark_pending("classical")
         if self.encoded is not None and self.image is not None and self.image.rgb is not None:
@@ -365,7 +371,8 @@ class MainWindow(QMainWindow):
     def _on_controls(self, values: ControlValues) -> None:
         self.settings.set_controls(values)
         made = self._request_values
-        if made is not None and values != made and replace(values, codec=made.codec) == made:
+        if made is not None and values != made and replace(values, codec=made.codec) == made and \
+                self.encoded is not None:  # the file exists: only the classical pane has to follow
             self._request_values = values
             self._request_classical()  # only "Compare with" changed
             return
@@ -405,7 +412,8 @@ class MainWindow(QMainWindow):
                 self._refresh_captions()
             if encoded.reach is not None and self.image is not None and self.image.hfd is None:
                 self.controls.set_bpp_reach(*encoded.reach)  # the slider spans what this photo can reach
-            self.controls.show_encoded(encoded.nbytes, encoded.bpp, at_minimum=encoded.bpp > self.request.bpp)
+            at_minimum = self.image is not None and self.image.hfd is None and encoded.bpp > self.request.bpp
+            self.controls.show_encoded(encoded.nbytes, encoded.bpp, at_minimum=at_minimum)
             self.rate_plot.set_current(encoded.bpp)
             self.status.started("decoding…", self.request.settings.steps)
 
@@ -428,9 +436,19 @@ class MainWindow(QMainWindow):
     def _on_classical(self, rid: int, rgb: np.ndarray, classical: ClassicalPane) -> None:
         if not self._current(rid) or classical.codec != self.request.codec:
             return
+        self._classical_pending = False
+        self.banner.clear("classical")
         self.classical = classical
         self._set_content("classical", rgb, rid)
         self.demo.update()
+
+    def _on_classical_failed(self, rid: int, codec: str, message: str) -> None:
+        if not self._current(rid) or codec != self.request.codec:
+            return
+        self._classical_pending = False
+        self.banner.show_message(f"Could not make the {CODEC_LABELS[codec]} file of the same size: {message}",
+                                 topic="classical")
+        self._refresh_captions()
 
     def _set_content(self, pane: str, rgb: np.ndarray, rid: int) -> None:
         self.raw[pane], self.content[pane] = rgb, rid
@@ -442,8 +460,8 @@ class MainWindow(QMainWindow):
             self._request_maps()
 
     def _on_stats(self, rid: int, pane: str, stats: PaneStats) -> None:
-        if not self._current(rid):
-            return
+        if not self._current(rid) or (pane == "classical" and pane in self.stale):
+            return  # a classical file of another codec, still on its way out
         self.stats[pane] = stats
         self.table.set_stats(pane, stats)
         self._refresh_caption(pane)
@@ -459,7 +477,7 @@ class MainWindow(QMainWindow):
             return
         self.last_step = report
         self.status.stepped(report.index, report.total, report.elapsed_s, report.tiles)
-        if report.psnr is not None:
+        if report.psnr is not None and report.tiles == 1:  # a decode in tiles has no image-wide steps to plot
             self.step_plot.add_point(report.index, report.psnr, report.perceptual)
         self._pending_estimate = report.estimate
         if not self._paint_timer.isActive():
@@ -490,8 +508,15 @@ class MainWindow(QMainWindow):
         if not self._current(rid):
             return
         self.decode_busy = False
-        where = f" at step {self.last_step.index}/{self.last_step.total}" if self.last_step else ""
+        step = self.last_step
+        where = ""
+        if step is not None and step.tiles > 1:
+            per_tile = step.total // step.tiles
+            where = f" after tile {step.index // per_tile}/{step.tiles}"
+        elif step is not None:
+            where = f" at step {step.index}/{step.total}"
         self.status.stopped(f"stopped{where}")
+        self._refresh_captions()  # dimmed panes are no longer "updating"
         self.demo.update()
         self.decode_ended.emit(rid, "stopped")
         self._check_idle()
@@ -502,6 +527,7 @@ class MainWindow(QMainWindow):
         self.decode_busy = False
         self.banner.show_message(f"Could not refine: {message}", topic="decode")
         self.status.stopped("failed")
+        self._refresh_captions()
         self.decode_ended.emit(rid, "failed")
         self._check_idle()
 
@@ -575,7 +601,8 @@ class MainWindow(QMainWindow):
         if pane == "original" and self.image is not None and self.image.hfd is not None and not self.show_maps:
             title = "Original: not available (a .hfd file was opened)"
         if pane in self.stale:
-            title = f"{title} (earlier result, updating…)"
+            title = f"{title} (earlier result, updating…)" if self.decode_busy or pane == "classical" and \
+                self._classical_pending else f"{title} (earlier result)"
         return pane_caption(pane, title, None if self.show_maps or pane in self.stale else self.stats[pane])
 
     def _refresh(self, pane: str) -> None:

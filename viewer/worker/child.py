@@ -45,7 +45,12 @@ def call_in_child(fn: Callable[..., Any], *args: Any, cancel: CancelToken | None
             if not process.is_alive() and not parent.poll(0):
                 raise RuntimeError(f"the {fn.__name__} process ended without an answer "
                                    f"(exit code {process.exitcode})")
-        kind, value = parent.recv()
+        try:
+            kind, value = parent.recv()
+        except EOFError:  # the child died without an answer (out of memory, a crash in a library)
+            process.join(timeout=5)
+            raise RuntimeError(f"the {fn.__name__} process ended without an answer "
+                               f"(exit code {process.exitcode})") from None
     finally:
         parent.close()
         process.join(timeout=5)

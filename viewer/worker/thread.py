@@ -92,6 +92,7 @@ class EngineWorker(QObject):
     encode_progress = Signal(int, int, int)  # request id, optimisation steps done, in all
     pane_ready = Signal(int, str, object)  # request id, pane, uint8 H×W×3
     classical_ready = Signal(int, object, object)  # request id, uint8 H×W×3, ClassicalPane
+    classical_failed = Signal(int, str, str)  # request id, codec, message
     stats_ready = Signal(int, str, object)  # request id, pane, PaneStats
     step = Signal(int, object)  # request id, StepReport
     decode_finished = Signal(int)
@@ -112,6 +113,7 @@ class EngineWorker(QObject):
         self._pending: dict[str, Any] = {}  # kind -> the newest request (exports: a list)
         self._rate_left: list[float] = []
         self._running: dict[str, CancelToken] = {}
+        self._stopped = False
         self._encodings = _LRU(CACHE_BYTES // 16, lambda enc: enc.nbytes)
         self._ae_images = _LRU(CACHE_BYTES, lambda pair: pair[0].nbytes + pair[1].nbytes)
         self._classical = _LRU(CACHE_BYTES, lambda result: result.rgb.nbytes + result.nbytes)
@@ -122,6 +124,8 @@ class EngineWorker(QObject):
     # ---- requests, called from the GUI thread ------------------------------------------
     def _post(self, kind: str, request: Any) -> None:
         with self._lock:
+            if self._stopped:  # the window is closing: nothing new starts
+                return
             if kind == "export":
                 self._pending.setdefault("export", []).append(request)
             else:
@@ -148,21 +152,33 @@ class EngineWorker(QObject):
         self._post("export", request)
 
     def request_rate(self, request: RateRequest) -> None:
-        with self._lock:
+        with self._lock:  # one section: the worker must never pair the new bitrates with the old request
+            if self._stopped:
+                return
             self._rate_left = list(request.bpps)
-        self._post("rate", request)
+            self._pending["rate"] = request
+            self._cancel_from("rate")
+        self._wake.emit()
 
     def cancel_decode(self) -> None:
-        """Stop the running decode and forget a pending one (the rest goes on)."""
+        """Stop the running decode and forget a pending one (the rest goes on); a forgotten one is
+        reported cancelled, as a running one is."""
         with self._lock:
-            self._pending.pop("decode", None)
+            pending = self._pending.pop("decode", None)
             if "decode" in self._running:
                 self._running["decode"].cancel()
+        if pending is not None:
+            self.decode_cancelled.emit(pending.request_id)
 
     def stop_all(self) -> None:
-        """Forget every pending request and cancel every running job (the window is closing)."""
+        """Forget every pending request but the exports (a file the user asked for is still
+        written) and cancel every running job; take no new request (the window is closing)."""
         with self._lock:
+            self._stopped = True
+            exports = self._pending.get("export")
             self._pending.clear()
+            if exports:
+                self._pending["export"] = exports
             self._rate_left = []
             for token in self._running.values():
                 token.cancel()
@@ -190,6 +206,8 @@ class EngineWorker(QObject):
                 with self._lock:
                     if self._running.get(kind) is token:
                         del self._running[kind]
+        if self._stopped:  # everything left (the exports) is done: end the thread's event loop
+            self.thread().quit()
 
     def _take_job(self) -> Optional[tuple[str, Callable[[CancelToken], None], CancelToken]]:
         with self._lock:
@@ -291,8 +309,9 @@ class EngineWorker(QObject):
             if original is not None:
                 classical = self._classical_pane(rid, request.image_key, original, request.codec, encoded.nbytes,
                                                  token)
-                scored.append(("classical", classical.rgb, classical.nbytes, _quality_note(classical),
-                               ("classical", request.image_key, request.codec, encoded.nbytes)))
+                if classical is not None:
+                    scored.append(("classical", classical.rgb, classical.nbytes, _quality_note(classical),
+                                   ("classical", request.image_key, request.codec, encoded.nbytes)))
                 for pane, image, nbytes, note, key in scored:
                     self._emit_scores(rid, pane, original, image, nbytes, note, key, token)
             if problem is None:
@@ -311,15 +330,11 @@ class EngineWorker(QObject):
         rid = request.request_id
         try:
             result = self._classical_pane(rid, request.image_key, request.rgb, request.codec, request.nbytes, token)
-            self._emit_scores(rid, "classical", request.rgb, result.rgb, result.nbytes, _quality_note(result),
-                              ("classical", request.image_key, request.codec, request.nbytes), token)
+            if result is not None:
+                self._emit_scores(rid, "classical", request.rgb, result.rgb, result.nbytes, _quality_note(result),
+                                  ("classical", request.image_key, request.codec, request.nbytes), token)
         except Cancelled:
             pass
-        except HfdError as exc:
-            self.decode_failed.emit(rid, str(exc))
-        except Exception as exc:
-            log.exception("classical codec failed")
-            self.decode_failed.emit(rid, f"{type(exc).__name__}: {exc}")
 
     def _run_maps(self, request: MapRequest, token: CancelToken) -> None:
         for pane, a, b in request.pairs:
@@ -396,7 +411,17 @@ class EngineWorker(QObject):
 
     def _classical_pane(self, rid: int, image_key: int, rgb: np.ndarray, codec: str, nbytes: int,
                         token: CancelToken) -> Any:
-        result = self._match(image_key, rgb, codec, nbytes, token)
+        """The classical file of the same size, shown and quickly scored; None (and classical_failed)
+        if the codec failed: the learned panes stand without it."""
+        try:
+            result = self._match(image_key, rgb, codec, nbytes, token)
+        except Cancelled:
+            raise
+        except Exception as exc:  # a codec library's failure, or a child process that died
+            log.warning("%s at %d bytes failed: %s", codec, nbytes, exc)
+            self.classical_failed.emit(rid, codec, str(exc).strip().splitlines()[-1] if str(exc).strip() else
+                                       type(exc).__name__)
+            return None
         self.classical_ready.emit(rid, result.rgb, ClassicalPane(codec, result.nbytes, result.quality,
                                                                  result.over_target, nbytes))
         self.stats_ready.emit(rid, "classical", self._quick_stats(rgb, result.rgb, result.nbytes,
@@ -491,9 +516,10 @@ class WorkerHost:
         self.thread.start()
 
     def request_stop(self) -> None:
-        """Cancel everything and ask the thread to end once its current tile is done (no wait)."""
+        """Cancel everything and let the thread end once its current tile and any export asked for
+        are done (no wait): the worker quits its own event loop when it has nothing left."""
         self.worker.stop_all()
-        self.thread.quit()
+        self.worker._wake.emit()
 
     def finished(self) -> bool:
         return self.thread.isFinished()
