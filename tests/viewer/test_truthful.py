@@ -75,6 +75,7 @@ def test_the_bitrate_slider_spans_what_this_photo_can_reach(window):
 
 def test_a_remembered_bitrate_below_the_slider_survives_the_model_loading(qtbot):
     panel = ControlPanel(ControlValues(bpp=0.0086))
+    qtbot.addWidget(panel)  # a widget outliving the QApplication crashes the interpreter's exit
     assert panel.values().bpp == 0.0086
     panel.set_bpp_reach(0.05, 1.2)  # this photo's range
     assert panel.values().bpp == 0.0086 and panel.bpp.value() == pytest.approx(0.05)
@@ -104,6 +105,7 @@ def test_the_loupe_is_capped_and_esc_closes_it(window, qtbot):
 
 def test_no_gpu_entry_without_cuda(qtbot):
     panel = ControlPanel(ControlValues(), devices=("auto", "cpu"))
+    qtbot.addWidget(panel)
     assert [panel.device.itemData(i) for i in range(panel.device.count())] == ["auto", "cpu"]
 
 
