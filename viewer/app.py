@@ -108,6 +108,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if "device" in overrides and overrides["device"] != values.device:
             window.worker.request_engine(overrides["device"])
     if args.screenshot is None:
+        window.closed.connect(app.quit)
         window.show()
         window.start(args.image)
         close_on_signals(window)

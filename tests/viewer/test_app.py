@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,24 @@ def test_a_screenshot_that_runs_out_of_time_exits_124_without_aborting(tmp_path)
                         "--steps", "200", "--decoder", "flow", "--timeout", "2")
     assert result.returncode == 124, result.stderr
     assert "no result within 2 s" in result.stderr and "Destroyed while thread" not in result.stderr
+
+
+def test_sigterm_in_the_middle_of_a_decode_ends_the_app(tmp_path):
+    """The window hides at once and waits for the worker; once it has stopped the process must
+    exit too (a hidden window no longer counts as the last one closing, so Qt alone would not)."""
+    weights = write_tiny_weights(tmp_path / "weights")
+    image = tmp_path / "photo.png"
+    save_png(image, photo_like(64, 96))
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    app = subprocess.Popen([sys.executable, "-m", "viewer", str(image), "--weights", str(weights), "--steps", "500",
+                            "--decoder", "flow"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(8)  # started, and decoding its 500 steps
+        assert app.poll() is None, app.stderr.read()
+        app.send_signal(signal.SIGTERM)
+        assert app.wait(timeout=20) == 0
+    finally:
+        app.kill()
 
 
 def test_screenshot_of_a_missing_image_fails_with_one_message(qapp, tmp_path, capsys):

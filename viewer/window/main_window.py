@@ -71,10 +71,12 @@ CLOSE_POLL_MS = 20  # while closing, how often the window looks whether the work
 class MainWindow(QMainWindow):
     """``decode_ended(request id, "done" | "stopped" | "failed")`` fires once the window has shown
     the outcome of the current decode; ``idle`` when the current decode and rate sweep have both
-    ended. Both are emitted on the GUI thread."""
+    ended; ``closed`` when a close has completed (the worker has stopped). All are emitted on the
+    GUI thread."""
 
     decode_ended = Signal(int, str)
     idle = Signal()
+    closed = Signal()
 
     def __init__(self, engine_factory: EngineFactory, settings: QSettings, samples_dir: Path = SAMPLES_DIR,
                  rate_points: int = RATE_POINTS) -> None:
@@ -702,6 +704,9 @@ class MainWindow(QMainWindow):
             self.host.request_stop()
         if self.host.finished():
             super().closeEvent(event)
+            # A window hidden while it waited no longer counts as the last one closing, so Qt would
+            # not quit on its own: the application listens to this instead.
+            self.closed.emit()
             return
         event.ignore()
         self.hide()
