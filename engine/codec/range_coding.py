@@ -61,8 +61,9 @@ def decode_symbols(data: bytes, table_index: np.ndarray, tables: np.ndarray,
             model = _Categorical(tables[t].astype(np.float64), perfect=False)
             where = np.flatnonzero(table_index == t)
             symbols[where] = decoder.decode(model, where.size)
-    except (ValueError, RuntimeError, AssertionError) as exc:
-        raise BitstreamError(f"latent stream is corrupt ({exc})") from exc
+    except (ValueError, RuntimeError, AssertionError) as exc:  # the coder's own words stay in the chain
+        raise BitstreamError("latent stream is corrupt (the coded data does not fit the image the header "
+                             "names)") from exc
     if not decoder.maybe_exhausted():  # a header naming fewer latents than were coded
         raise BitstreamError("latent stream is corrupt (coded data left over)")
     escaped = symbols == escape

@@ -330,6 +330,21 @@ def test_a_crafted_header_naming_a_huge_image_fails_before_any_work(capsys, tmp_
     assert_failed(hfd(capsys, "decompress", crafted, tmp_path / "x.png", "--decoder", "ae", weights=weights), message)
 
 
+def test_a_header_naming_a_larger_image_than_its_payload_fails_in_the_projects_words(capsys, tmp_path, weights,
+                                                                                    encoded):
+    """CRC-valid and within every limit, but the payload codes far fewer latents than 4000×3000 needs."""
+    data = bytearray(encoded.read_bytes())
+    header, _ = unpack(bytes(data))
+    at = 4 + 2 + len(header.model_id) + 8 + 4
+    data[at:at + 8] = (4000).to_bytes(4, "little") + (3000).to_bytes(4, "little")
+    data[-4:] = zlib.crc32(data[:-4]).to_bytes(4, "little")
+    crafted = tmp_path / "crafted.hfd"
+    crafted.write_bytes(bytes(data))
+    assert_failed(hfd(capsys, "decompress", crafted, tmp_path / "x.png", "--decoder", "ae", weights=weights),
+                  "latent stream is corrupt (the coded data does not fit the image the header names)")
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_what_does_not_fit_in_memory_is_refused_up_front_with_what_it_would_need(capsys, tmp_path, weights,
                                                                                 photo, encoded, monkeypatch):
     monkeypatch.setenv("HFD_MEMORY_LIMIT", "1G")  # one tile's working set alone takes that
