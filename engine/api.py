@@ -59,7 +59,7 @@ from engine.decoders.score_decoder import (
 from engine.errors import HfdError, ImageError, SettingsError, WeightsError
 from engine.evaluation.metrics import Scores, budget_scores, psnr  # noqa: F401  (for UIs)
 from engine.progress import CancelToken, StepInfo
-from engine.settings import DecodeSettings
+from engine.settings import DEFAULT_DECODER, DecodeSettings  # noqa: F401  (for UIs)
 from engine.weights import file_hash, load_state, read_metadata
 
 

@@ -8,13 +8,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 DecoderName = Literal["ae", "diffusion", "flow"]
+# The refined decode a user gets unless they choose: the decoder trained for realism (MODEL_CARD.md).
+DEFAULT_DECODER: DecoderName = "flow"
 
 
 @dataclass(frozen=True)
 class DecodeSettings:
     """How to turn a transmitted image into pixels. Bits are unaffected by all of it."""
 
-    decoder: DecoderName = "diffusion"
+    decoder: DecoderName = DEFAULT_DECODER
     steps: int = 16
     # logSNR shift, + = less noise: the diffusion schedule's (within its trained range) or the
     # flow's step times (flow.flow_times)

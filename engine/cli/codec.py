@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from engine.codec.bitstream import unpack
 from engine.codec.images import atomic_write_bytes, load_image, save_png
 from engine.errors import HfdError, SettingsError
-from engine.settings import DECODER_SETTINGS
+from engine.settings import DECODER_SETTINGS, DEFAULT_DECODER
 
 if TYPE_CHECKING:
     from engine.api import DecodeSettings, Engine
@@ -49,8 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "lists them. --solver applies to the flow only, and no refinement option to --decoder ae.")
     decompress.add_argument("input", metavar="IN.hfd", type=Path)
     decompress.add_argument("output", metavar="OUT.png", type=Path)
-    decompress.add_argument("--decoder", choices=("ae", "diffusion", "flow"), default="diffusion",
-                            help="ae: autoencoder only; diffusion or flow: refined (default: diffusion)")
+    decompress.add_argument("--decoder", choices=("ae", "diffusion", "flow"), default=DEFAULT_DECODER,
+                            help=f"ae: autoencoder only; diffusion or flow: refined (default: {DEFAULT_DECODER})")
     decompress.add_argument("--steps", type=int, metavar="N", help="sampler steps")
     decompress.add_argument("--shift", type=float, metavar="S",
                             help="logSNR shift, + means less noise: of the diffusion schedule (within the trained "

@@ -19,7 +19,7 @@ INFO = ModelInfo(model_id="m", weights_hash="h", rate_range=(0.0, 1.0), bpp_rang
 
 @pytest.fixture
 def panel(qtbot):
-    widget = ControlPanel(ControlValues(bpp=0.2, steps=16, seed=7))
+    widget = ControlPanel(ControlValues(bpp=0.2, steps=16, seed=7, decoder="diffusion"))
     qtbot.addWidget(widget)
     widget.set_info(INFO)
     return widget

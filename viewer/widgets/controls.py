@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.api import DEFAULT_OPTIMISE_STEPS, DecodeSettings, ModelInfo
+from engine.api import DEFAULT_DECODER, DEFAULT_OPTIMISE_STEPS, DecodeSettings, ModelInfo
 from viewer.choices import DECODER_LABELS, DEVICES
 from viewer.widgets.float_slider import FloatSlider
 from viewer.worker.jobs import CODEC_LABELS, CODECS
@@ -75,7 +75,7 @@ class ControlValues:
 
     bpp: float = 0.15
     optimise: bool = False  # encoder-side latent optimisation
-    decoder: str = "diffusion"
+    decoder: str = DEFAULT_DECODER
     steps: int = 16
     shift: float = 0.0
     noise: float = 0.0
