@@ -29,11 +29,16 @@ def human_size(nbytes: int) -> str:
     return f"{nbytes / 1_000_000:.2f} MB"
 
 
+def count(n: int, noun: str) -> str:
+    """"1 step", "2 steps"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def decoder_text(settings: DecodeSettings) -> str:
     """"diffusion, 2 steps", plus the realism when the decode is blended with the autoencoder's
     (the defaults blend, so a viewer must see that the pane is not the decoder's full output);
     "realism auto" until the file's rate has picked the blend."""
-    text = f"{DECODER_LABELS.get(settings.decoder, settings.decoder).lower()}, {settings.steps} steps"
+    text = f"{DECODER_LABELS.get(settings.decoder, settings.decoder).lower()}, {count(settings.steps, 'step')}"
     if settings.realism is None:
         return f"{text}, realism auto"
     return text if settings.realism >= 1.0 else f"{text}, realism {settings.realism:g}"

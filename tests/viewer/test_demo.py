@@ -69,6 +69,8 @@ def demo_pixels(picture) -> np.ndarray:
 def test_the_refined_title_says_when_the_decode_is_blended_with_the_autoencoders():
     full = DecodeSettings("diffusion", steps=2, realism=1.0)
     assert pane_title("refined", "jpeg", full, maps=False) == "Refined (diffusion, 2 steps)"
+    one = DecodeSettings("flow", steps=1, realism=1.0)
+    assert pane_title("refined", "jpeg", one, maps=False) == "Refined (rectified flow, 1 step)"
     blended = DecodeSettings("flow", steps=8, realism=0.5)
     assert pane_title("refined", "jpeg", blended, maps=False) == "Refined (rectified flow, 8 steps, realism 0.5)"
     assert demo_texts(None, 1000, blended)[2] == "Learned decoder (rectified flow, 8 steps, realism 0.5)"

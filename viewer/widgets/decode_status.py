@@ -4,6 +4,8 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
+from viewer.captions import count
+
 
 class DecodeStatus(QWidget):
     """Progress bar, "step 5/16 · 41 ms/step" and a Stop button."""
@@ -40,7 +42,7 @@ class DecodeStatus(QWidget):
         self.bar.setValue(index)
         if tiles > 1:  # a large image: each tile runs every step, and lands when done
             steps = total // tiles
-            self.label.setText(f"refining: tile {index // steps}/{tiles} ({steps} steps each) · {elapsed_s:.1f} s")
+            self.label.setText(f"refining: tile {index // steps}/{tiles} ({count(steps, 'step')} each) · {elapsed_s:.1f} s")
             return
         per_step = (elapsed_s - self._last_elapsed) * 1000
         self._last_elapsed = elapsed_s

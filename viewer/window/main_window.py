@@ -30,7 +30,7 @@ from engine.api import (
     ModelInfo,
     devices,
 )
-from viewer.captions import pane_caption, pane_title
+from viewer.captions import count, pane_caption, pane_title
 from viewer.maps import ERROR_MAX, abs_difference, colour_bar
 from viewer.qimage import to_pixmap
 from viewer.samples import SAMPLES_DIR, sample_paths
@@ -500,7 +500,7 @@ class MainWindow(QMainWindow):
         total = self.request.settings.steps
         elapsed = self.last_step.elapsed_s if self.last_step else 0.0
         tiles = f" in {self.last_step.tiles} tiles" if self.last_step and self.last_step.tiles > 1 else ""
-        self.status.finished(f"done: {total} steps{tiles} in {elapsed:.1f} s")
+        self.status.finished(f"done: {count(total, 'step')}{tiles} in {elapsed:.1f} s")
         self.banner.clear("decode")
         self.demo.update()
         self.decode_ended.emit(rid, "done")
