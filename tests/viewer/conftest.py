@@ -20,18 +20,3 @@ def tiny_engine(tmp_path_factory):
 def samples(tmp_path) -> list[Path]:
     return make_samples(tmp_path / "samples")
 
-
-@pytest.fixture(scope="session", autouse=True)
-def no_widget_outlives_the_application():
-    """A top-level widget a test forgot to hand to qtbot would be destroyed after the QApplication
-    at the interpreter's exit, which segfaults the whole run: delete any such widget while Qt is up."""
-    yield
-    from PySide6.QtCore import QEvent
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance()
-    if app is None:
-        return
-    for widget in app.topLevelWidgets():
-        widget.deleteLater()
-    app.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)

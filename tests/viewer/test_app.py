@@ -41,9 +41,9 @@ def test_a_screenshot_that_runs_out_of_time_exits_124_without_aborting(tmp_path)
     """The worker is still decoding when the time is up: the process must wait for it, not abort."""
     weights = write_tiny_weights(tmp_path / "weights")
     image = tmp_path / "photo.png"
-    save_png(image, photo_like(64, 96))
+    save_png(image, photo_like(192, 256))
     result = run_viewer(str(image), "--weights", str(weights), "--screenshot", str(tmp_path / "shot.png"),
-                        "--steps", "200", "--decoder", "flow", "--timeout", "2")
+                        "--steps", "1000", "--decoder", "flow", "--timeout", "2")
     assert result.returncode == 124, result.stderr
     assert "no result within 2 s" in result.stderr and "Destroyed while thread" not in result.stderr
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PySide6.QtCore import QThread
 
 from engine.codec.images import load_image
 from tests.viewer.support import open_window
@@ -37,6 +38,17 @@ def test_a_save_that_fails_says_so_in_the_window(window, tmp_path, qtbot):
     with qtbot.waitSignal(window.worker.save_failed, timeout=10_000):
         window.save_pane("refined", tmp_path / "no-such-folder" / "x.png")
     qtbot.waitUntil(lambda: "Could not save x.png" in window.banner.text(), timeout=2000)
+
+
+def test_the_window_hears_of_a_save_on_its_own_thread(window, tmp_path, qtbot, monkeypatch):
+    """The worker's "saved" signal must reach the window queued: run on the worker's thread, the
+    status-bar message touched widgets from there (Qt warned about children across threads)."""
+    threads = []
+    bar = window.statusBar()
+    monkeypatch.setattr(bar, "showMessage", lambda *args: threads.append(QThread.currentThread()))
+    saved(qtbot, window, lambda p: window.save_pane("refined", p), tmp_path / "r.png")
+    qtbot.waitUntil(lambda: bool(threads), timeout=2000)
+    assert threads == [window.thread()]
 
 
 def test_the_saved_hfd_file_decodes_to_the_autoencoder_pane(window, tmp_path, tiny_engine, qtbot):

@@ -232,7 +232,8 @@ def test_the_toolbar_shows_which_layout_and_pane_are_on(window, qtbot):
 def test_auto_realism_follows_the_rate_of_each_file(qtbot, tmp_path, samples):
     weights = write_tiny_weights(tmp_path / "weights")
     (weights / "decode_defaults.json").write_text(json.dumps(
-        {"diffusion": {"steps": 2, "shift": 0.0, "noise": 0.0, "realism": [[0.0, 1.0], [1.0, 0.0]]}}))
+        {decoder: {"steps": 2, "shift": 0.0, "noise": 0.0, "realism": [[0.0, 1.0], [1.0, 0.0]]}
+         for decoder in ("diffusion", "flow")}))
     window = open_window(qtbot, tmp_path, Engine(weights, device="cpu"), steps=None)
     assert window.controls.values().realism_auto and not window.controls.realism.isEnabled()
 

@@ -210,6 +210,12 @@ class MainWindow(QMainWindow):
         main.setSizes([1100, 340])
         return main
 
+    def _on_saved(self, path: str) -> None:
+        self.statusBar().showMessage(f"Saved {path}", 5000)
+
+    def _on_save_failed(self, path: str, message: str) -> None:
+        self.banner.show_message(f"Could not save {Path(path).name}: {message}", topic="save")
+
     def _connect_worker(self) -> None:
         w = self.worker
         w.opened.connect(self._on_opened)
@@ -222,9 +228,10 @@ class MainWindow(QMainWindow):
         w.classical_ready.connect(self._on_classical)
         w.classical_failed.connect(self._on_classical_failed)
         w.map_ready.connect(self._on_map)
-        w.saved.connect(lambda path: self.statusBar().showMessage(f"Saved {path}", 5000))
-        w.save_failed.connect(lambda path, message: self.banner.show_message(
-            f"Could not save {Path(path).name}: {message}", topic="save"))
+        # Methods, not lambdas: a lambda has no thread, so Qt would run it on the worker's thread
+        # (a direct connection) and it would touch widgets from there.
+        w.saved.connect(self._on_saved)
+        w.save_failed.connect(self._on_save_failed)
         w.stats_ready.connect(self._on_stats)
         w.step.connect(self._on_step)
         w.decode_finished.connect(self._on_decode_finished)
