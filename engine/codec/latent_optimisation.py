@@ -26,7 +26,7 @@ from torch import Tensor
 from engine.codec.autoencoder import HyperpriorAutoencoder, coded_region
 from engine.codec.context_model import anchor_mask
 
-DEFAULT_STEPS = 100  # measured on the validation photos: reports/validation-all-optimise100
+DEFAULT_STEPS = 100  # measured on the validation photos (git history: reports/validation-all-optimise100)
 LEARNING_RATE = 0.01  # Adam, cosine-decayed to 0; in units of one quantisation bin
 TEMPERATURE = (0.5, 0.1)  # SGA temperature, annealed geometrically from the first to the second
 CHECK_EVERY = 5  # steps between measurements of the true (hard-rounded) loss

@@ -3,9 +3,9 @@
 Realism blends the refined image with the autoencoder's decode (0 = the autoencoder's,
 post-filtered where the model has a post-filter; 1 = fully refined). How much refinement pays
 depends on how much the quantiser left out: at low rates a strong blend beats the autoencoder
-on every perceptual measure, at high ones only a light blend comes close
-(reports/sweeps/README.md). So the shipped default is a curve through measured
-points, keyed on the rate in the file's header (the quantiser's coarseness, which the
+on every perceptual measure, at high ones only a light blend comes close (so it was for the
+regression-trained decoders; the realism-trained flow ships one value). So a default can be a
+curve through measured points, keyed on the rate in the file's header (the quantiser's coarseness, which the
 decoders are conditioned on) rather than on its bits per pixel: a flat photo coded at the
 model's top rate has a low bpp but almost nothing left for the decoder to restore.
 
