@@ -39,7 +39,7 @@ def main() -> int:
                 engine.decode(encoded.data, settings)
                 if i:
                     times.append(time.perf_counter() - start)
-            label = f"{decoder}, {name}" + (f" ({settings.steps} steps)" if decoder != "ae" and name == "defaults" else "")
+            label = f"{decoder}, {name}" + (f" ({settings.steps} step{'' if settings.steps == 1 else 's'})" if decoder != "ae" and name == "defaults" else "")
             rows.append(f"| {label} | {min(times):.2f} | {statistics.median(times):.2f} | {max(times):.2f} |")
             print(rows[-1], flush=True)
     h, w = rgb.shape[:2]
