@@ -7,11 +7,12 @@ import numpy as np
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from viewer.widgets.panes import (
-    STALE_OPACITY,
     PaneViewBox,
     follow_zoom_smoothing,
     make_graphics_widget,
     make_image_item,
+    show_rgb,
+    show_stale,
 )
 from viewer.worker.jobs import PANES
 
@@ -47,13 +48,10 @@ class FlickerView(QWidget):
         self._show()
 
     def set_image(self, pane: str, rgb: Optional[np.ndarray]) -> None:
-        if rgb is None:
-            self.items[pane].clear()
-        else:
-            self.items[pane].setImage(rgb, levels=(0, 255))
+        show_rgb(self.items[pane], rgb)
 
     def set_stale(self, pane: str, stale: bool) -> None:
-        self.items[pane].setOpacity(STALE_OPACITY if stale else 1.0)
+        show_stale(self.items[pane], stale)
 
     def set_caption(self, pane: str, text: str) -> None:
         self._captions[pane] = text

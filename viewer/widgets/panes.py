@@ -134,6 +134,19 @@ def make_image_item() -> pg.ImageItem:
     return pg.ImageItem(axisOrder="row-major", autoDownsample=True)
 
 
+def show_rgb(item: pg.ImageItem, rgb: Optional[np.ndarray]) -> None:
+    """Show a uint8 RGB image in ``item`` (None: show nothing)."""
+    if rgb is None:
+        item.clear()
+    else:
+        item.setImage(rgb, levels=(0, 255))
+
+
+def show_stale(item: pg.ImageItem, stale: bool) -> None:
+    """Draw ``item`` faint while it shows an earlier result."""
+    item.setOpacity(STALE_OPACITY if stale else 1.0)
+
+
 def make_graphics_widget() -> pg.GraphicsLayoutWidget:
     """A dark canvas whose smoothing follows the zoom: filtered when shrinking, nearest when enlarging."""
     widget = pg.GraphicsLayoutWidget()

@@ -19,11 +19,12 @@ from PySide6.QtWidgets import (
 
 from viewer.widgets.panes import (
     PANE_SHORT,
-    STALE_OPACITY,
     PaneViewBox,
     follow_zoom_smoothing,
     make_graphics_widget,
     make_image_item,
+    show_rgb,
+    show_stale,
 )
 from viewer.worker.jobs import PANES
 
@@ -126,12 +127,9 @@ class SplitView(QWidget):
 
     def _refresh(self) -> None:
         for item, pane in ((self.left_item, self.left), (self.right_item, self.right)):
-            rgb = self._images[pane]
-            if rgb is None:
-                item.clear()
-            elif item.image is not rgb:
-                item.setImage(rgb, levels=(0, 255))
-            item.setOpacity(STALE_OPACITY if self._stale[pane] else 1.0)
+            if item.image is not self._images[pane]:
+                show_rgb(item, self._images[pane])
+            show_stale(item, self._stale[pane])
         self._show_captions()
         self._update_clip()
 
