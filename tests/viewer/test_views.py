@@ -84,7 +84,7 @@ def test_one_to_one_shows_one_image_pixel_per_screen_pixel(views, qtbot):
 def test_flicker_shows_the_chosen_pane(views):
     views.show_pane("refined")
     assert views.mode == "flicker"
-    np.testing.assert_array_equal(views.flicker.items["refined"].image, views.images["refined"])
+    np.testing.assert_array_equal(views.flicker.items["refined"].pyramid.image, views.images["refined"])
     assert [p for p, item in views.flicker.items.items() if item.isVisible()] == ["refined"]
 
 
@@ -96,8 +96,8 @@ def test_split_view_clips_the_left_pane_at_the_divider(views, qtbot):
     assert views.split._clip.rect().width() == pytest.approx(20)
     assert views.split.pane_at(views.split.box, 10) == "ae"
     assert views.split.pane_at(views.split.box, 30) == "classical"
-    np.testing.assert_array_equal(views.split.left_item.image, views.images["ae"])
-    np.testing.assert_array_equal(views.split.right_item.image, views.images["classical"])
+    np.testing.assert_array_equal(views.split.left_item.pyramid.image, views.images["ae"])
+    np.testing.assert_array_equal(views.split.right_item.pyramid.image, views.images["classical"])
 
 
 def test_shift_drag_on_a_pane_draws_a_crop_in_image_pixels(views, qtbot):

@@ -159,7 +159,7 @@ def test_number_keys_flicker_between_panes(window, qtbot):
     qtbot.keyClick(window, Qt.Key.Key_3)
     assert window.views.mode == "flicker" and window.views.flicker.current == "refined"
     qtbot.keyClick(window, Qt.Key.Key_2)
-    np.testing.assert_array_equal(window.views.flicker.items["ae"].image, window.raw["ae"])
+    np.testing.assert_array_equal(window.views.flicker.items["ae"].pyramid.image, window.raw["ae"])
     assert [p for p, item in window.views.flicker.items.items() if item.isVisible()] == ["ae"]
     qtbot.keyClick(window, Qt.Key.Key_G)
     assert window.views.mode == "grid"
@@ -186,7 +186,7 @@ def test_maps_show_errors_and_invented_detail(window, qtbot):
     window.set_maps(True)  # the worker computes them: a 12 MP map takes seconds
     qtbot.waitUntil(lambda: all(window.shown_image(p) is not None for p in PANES), timeout=10_000)
     assert window.caption("original").startswith("1 · Invented detail")
-    assert window.views.grid.items["ae"].image.shape == window.raw["ae"].shape
+    assert window.views.grid.items["ae"].pyramid.image.shape == window.raw["ae"].shape
     from viewer.maps import error_image, invented_image
     invented, scale = invented_image(window.raw["refined"], window.raw["ae"])
     np.testing.assert_array_equal(window.shown_image("original"), invented)

@@ -3,17 +3,15 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from viewer.widgets.panes import (
     PaneViewBox,
     follow_zoom_smoothing,
     make_graphics_widget,
-    make_image_item,
-    show_rgb,
     show_stale,
 )
+from viewer.widgets.pyramid import Pyramid, PyramidImageItem
 from viewer.worker.jobs import PANES
 
 
@@ -27,7 +25,7 @@ class FlickerView(QWidget):
         self.caption = self.canvas.ci.addLabel("", row=0, col=0, size="11pt")
         self.box = PaneViewBox()
         self.canvas.ci.addItem(self.box, row=1, col=0)
-        self.items = {pane: make_image_item() for pane in PANES}
+        self.items = {pane: PyramidImageItem() for pane in PANES}
         for item in self.items.values():
             self.box.addItem(item)
         follow_zoom_smoothing(self.canvas, self.box)
@@ -47,8 +45,8 @@ class FlickerView(QWidget):
         self.current = pane
         self._show()
 
-    def set_image(self, pane: str, rgb: Optional[np.ndarray]) -> None:
-        show_rgb(self.items[pane], rgb)
+    def set_image(self, pane: str, pyramid: Optional[Pyramid]) -> None:
+        self.items[pane].set_pyramid(pyramid)
 
     def set_stale(self, pane: str, stale: bool) -> None:
         show_stale(self.items[pane], stale)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
@@ -11,10 +10,9 @@ from viewer.widgets.panes import (
     PaneViewBox,
     follow_zoom_smoothing,
     make_graphics_widget,
-    make_image_item,
-    show_rgb,
     show_stale,
 )
+from viewer.widgets.pyramid import Pyramid, PyramidImageItem
 from viewer.worker.jobs import PANES
 
 
@@ -26,13 +24,13 @@ class GridView(QWidget):
         self.canvas = make_graphics_widget()
         self.captions: dict[str, pg.LabelItem] = {}
         self.box: dict[str, PaneViewBox] = {}
-        self.items: dict[str, pg.ImageItem] = {}
+        self.items: dict[str, PyramidImageItem] = {}
         for i, pane in enumerate(PANES):
             row, col = divmod(i, 2)
             self.captions[pane] = self.canvas.ci.addLabel("", row=2 * row, col=col, size="10pt")
             box = PaneViewBox()
             self.canvas.ci.addItem(box, row=2 * row + 1, col=col)
-            item = make_image_item()
+            item = PyramidImageItem()
             box.addItem(item)
             self.box[pane], self.items[pane] = box, item
             if i:
@@ -53,8 +51,8 @@ class GridView(QWidget):
     def primary(self) -> PaneViewBox:
         return self.box[PANES[0]]
 
-    def set_image(self, pane: str, rgb: Optional[np.ndarray]) -> None:
-        show_rgb(self.items[pane], rgb)
+    def set_image(self, pane: str, pyramid: Optional[Pyramid]) -> None:
+        self.items[pane].set_pyramid(pyramid)
 
     def set_stale(self, pane: str, stale: bool) -> None:
         show_stale(self.items[pane], stale)

@@ -127,21 +127,6 @@ class PaneViewBox(pg.ViewBox):
 STALE_OPACITY = 0.4  # a pane still showing an earlier result is drawn this faint
 
 
-def make_image_item() -> pg.ImageItem:
-    """An ImageItem for uint8 RGB in row-major order. Shown smaller than 1:1 it renders a
-    downsampled copy of the image sized to the screen (a 12 MP photo would otherwise be scaled
-    down on every repaint); enlarged, its pixels are drawn unfiltered."""
-    return pg.ImageItem(axisOrder="row-major", autoDownsample=True)
-
-
-def show_rgb(item: pg.ImageItem, rgb: Optional[np.ndarray]) -> None:
-    """Show a uint8 RGB image in ``item`` (None: show nothing)."""
-    if rgb is None:
-        item.clear()
-    else:
-        item.setImage(rgb, levels=(0, 255))
-
-
 def show_stale(item: pg.ImageItem, stale: bool) -> None:
     """Draw ``item`` faint while it shows an earlier result."""
     item.setOpacity(STALE_OPACITY if stale else 1.0)

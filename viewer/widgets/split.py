@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPen
@@ -22,10 +21,9 @@ from viewer.widgets.panes import (
     PaneViewBox,
     follow_zoom_smoothing,
     make_graphics_widget,
-    make_image_item,
-    show_rgb,
     show_stale,
 )
+from viewer.widgets.pyramid import Pyramid, PyramidImageItem
 from viewer.worker.jobs import PANES
 
 
@@ -39,14 +37,14 @@ class SplitView(QWidget):
         self.right_caption = self.canvas.ci.addLabel("", row=0, col=1, size="10pt", justify="right")
         self.box = PaneViewBox()
         self.canvas.ci.addItem(self.box, row=1, col=0, colspan=2)
-        self.right_item = make_image_item()
+        self.right_item = PyramidImageItem()
         self.box.addItem(self.right_item)
         # The left image is a child of a rectangle that clips it at the divider.
         self._clip = QGraphicsRectItem()
         self._clip.setPen(QPen(Qt.PenStyle.NoPen))
         self._clip.setFlag(QGraphicsItem.GraphicsItemFlag.ItemClipsChildrenToShape)
         self.box.addItem(self._clip, ignoreBounds=True)
-        self.left_item = make_image_item()
+        self.left_item = PyramidImageItem()
         self.left_item.setParentItem(self._clip)
         self.divider = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen(QColor(255, 220, 0), width=2),
                                        hoverPen=pg.mkPen(QColor(255, 255, 255), width=3))
@@ -72,7 +70,7 @@ class SplitView(QWidget):
         layout.addLayout(header)
         layout.addWidget(self.canvas)
 
-        self._images: dict[str, Optional[np.ndarray]] = {p: None for p in PANES}
+        self._images: dict[str, Optional[Pyramid]] = {p: None for p in PANES}
         self._captions: dict[str, str] = {p: "" for p in PANES}
         self._stale: dict[str, bool] = {p: False for p in PANES}
         self._size: Optional[tuple[int, int]] = None
@@ -103,10 +101,11 @@ class SplitView(QWidget):
         self.left_choice.setCurrentIndex(PANES.index(left))
         self.right_choice.setCurrentIndex(PANES.index(right))
 
-    def set_image(self, pane: str, rgb: Optional[np.ndarray]) -> None:
-        self._images[pane] = rgb
-        if rgb is not None and self._size != (rgb.shape[1], rgb.shape[0]):
-            self._size = (rgb.shape[1], rgb.shape[0])
+    def set_image(self, pane: str, pyramid: Optional[Pyramid]) -> None:
+        self._images[pane] = pyramid
+        shape = None if pyramid is None else pyramid.image.shape
+        if shape is not None and self._size != (shape[1], shape[0]):
+            self._size = (shape[1], shape[0])
             self.divider.setBounds((0, self._size[0]))
             self.divider.setValue(self._size[0] / 2)
         if pane in (self.left, self.right):
@@ -127,8 +126,8 @@ class SplitView(QWidget):
 
     def _refresh(self) -> None:
         for item, pane in ((self.left_item, self.left), (self.right_item, self.right)):
-            if item.image is not self._images[pane]:
-                show_rgb(item, self._images[pane])
+            if item.pyramid is not self._images[pane]:
+                item.set_pyramid(self._images[pane])
             show_stale(item, self._stale[pane])
         self._show_captions()
         self._update_clip()

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QStackedWidget
 from viewer.widgets.flicker import FlickerView
 from viewer.widgets.grid import GridView
 from viewer.widgets.panes import Camera, PaneViewBox, crop_from_rect
+from viewer.widgets.pyramid import Pyramid
 from viewer.widgets.split import SplitView
 from viewer.worker.jobs import PANES
 
@@ -42,13 +43,19 @@ class ComparisonViews(QStackedWidget):
         self.mode = "grid"
         self.auto_fit = True  # keep fitting the image to the view until the user zooms or pans
         self._images: dict[str, Optional[np.ndarray]] = {p: None for p in PANES}
+        self._pyramids: dict[str, Optional[Pyramid]] = {p: None for p in PANES}
         self._size: Optional[tuple[int, int]] = None
 
     # ---- content -----------------------------------------------------------------------
     def set_image(self, pane: str, rgb: Optional[np.ndarray]) -> None:
+        if rgb is self._images[pane]:
+            return  # results are new arrays, never edited: the same array is the same picture
         self._images[pane] = rgb
+        if self._pyramids[pane] is not None:
+            self._pyramids[pane].drop()
+        self._pyramids[pane] = None if rgb is None else Pyramid(rgb)
         for page in self._pages.values():
-            page.set_image(pane, rgb)
+            page.set_image(pane, self._pyramids[pane])
         if rgb is not None and self._size != (rgb.shape[1], rgb.shape[0]):
             self._size = (rgb.shape[1], rgb.shape[0])
             self.auto_fit = True
