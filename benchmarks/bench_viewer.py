@@ -64,7 +64,7 @@ def main() -> int:
     ticker = QTimer()
     ticker.timeout.connect(tick)
     ticker.start(TICK_MS)
-    rows: list[tuple[str, str]] = []
+    rows: list[tuple[str, str, str]] = []
 
     def wait(condition, what: str) -> float:
         start = time.perf_counter()
@@ -75,9 +75,13 @@ def main() -> int:
                 raise SystemExit(f"timed out waiting for {what}")
         return time.perf_counter() - start
 
+    recorded = [0]  # stalls[recorded[0]:] happened since the last recorded step
+
     def record(name: str, seconds: float, note: str = "") -> None:
-        rows.append((name, f"{seconds:.1f} s" + (f" ({note})" if note else "")))
-        print(f"{name:40s} {rows[-1][1]}", flush=True)
+        longest_here = max(stalls[recorded[0]:], default=0.0) * 1000
+        recorded[0] = len(stalls)
+        rows.append((name, f"{seconds:.1f} s" + (f" ({note})" if note else ""), f"{longest_here:.0f} ms"))
+        print(f"{name:40s} {rows[-1][1]}  longest stall {rows[-1][2]}", flush=True)
 
     ended: list[tuple[int, str]] = []
     window.decode_ended.connect(lambda rid, outcome: ended.append((rid, outcome)))
@@ -136,7 +140,8 @@ def main() -> int:
     over = sum(1 for s in stalls if s > 0.1)
     lines = [f"`python benchmarks/bench_viewer.py --size {args.size}` ({width}×{height} mosaic of the samples, "
              f"shipped weights, {os.environ.get('QT_QPA_PLATFORM') or 'X11'}).", "",
-             "| step | time |", "|---|---|", *[f"| {name} | {value} |" for name, value in rows], "",
+             "| step | time | longest stall |", "|---|---|---|",
+             *[f"| {name} | {value} | {stall} |" for name, value, stall in rows], "",
              f"Whole run {total:.0f} s; longest event-loop stall {longest:.0f} ms ({over} stalls over 100 ms); "
              f"peak RSS {peak:.2f} GiB (the whole process)."]
     text = "\n".join(lines) + "\n"

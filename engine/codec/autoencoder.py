@@ -38,11 +38,13 @@ from engine.progress import CancelToken, check_cancel
 STRIDE = 64  # total downsampling of g_a (16) × h_a (4): image sides are padded to this
 Y_STRIDE = 16  # downsampling of g_a alone
 # Tiles (engine/codec/tiles.py), in grid elements. g_a and g_s: 48 y elements (768 px) and a margin
-# of 4 (their receptive fields reach about 2 y elements). h_a, h_s and the context model: 32 z
-# elements (2048 px) and 4 (h_s and the context reach under 3): one tile for most photos, so the
-# float64 entropy model of an image up to 2048 px a side runs exactly as it did before tiling.
+# of 4 (their receptive fields reach about 2 y elements). h_a, h_s and the context model: 16 z
+# elements (1024 px) and 4 (h_s and the context reach under 3): the float64 entropy model's
+# working set is then about 0.25 GB whatever the image (32 z elements cost 0.23 GB more). Files
+# coded with 32-element tiles decode alike: the tiles' sums differ only in float64 rounding, and
+# the payload checksum refuses the rare file where that would move a scale across a bin edge.
 TRANSFORM_TILE, TRANSFORM_MARGIN = 48, 4
-LATENT_TILE, LATENT_MARGIN = 32, 4
+LATENT_TILE, LATENT_MARGIN = 16, 4
 GAIN_TABLES = ("log_gain", "log_inv_gain", "log_hgain", "log_inv_hgain")  # one row per level
 
 
@@ -292,8 +294,8 @@ class HyperpriorAutoencoder(nn.Module):
 
     def _code_y(self, symbols: Tensor, index: Tensor, where: Tensor) -> bytes:
         """Entropy-code the y symbols at ``where`` with the coding table each one's ``index`` names."""
-        return encode_symbols(symbols[where].numpy(), index[where].numpy(), self.y_model.table.cpu().numpy(),
-                              self.y_model.radius)
+        return encode_symbols(symbols.numpy(), index.numpy(), self.y_model.table.cpu().numpy(),
+                              self.y_model.radius, where.numpy())
 
     def _decode_y(self, segment: bytes, index: Tensor, into: Tensor, where: Tensor) -> None:
         """Decode the y symbols at ``where`` into ``into``."""
@@ -325,7 +327,7 @@ class HyperpriorAutoencoder(nn.Module):
         if tuple(y.shape[-2:]) != _padded(image_hw, Y_STRIDE):
             raise ValueError(f"latents {tuple(y.shape[-2:])} do not belong to a {image_hw} image padded to {STRIDE}")
         z_sym, y = z_sym.cpu(), y.cpu()
-        y_sym = torch.zeros(y.shape)
+        y_sym = torch.zeros(y.shape, dtype=torch.int32)
         index = torch.zeros(y.shape, dtype=torch.uint8)
         # Pass 1: every symbol about the hyperprior's means (with a context model only the anchors'
         # stand); pass 2 recomputes the non-anchors from the anchors each tile owns, as the decoder will.
@@ -343,7 +345,7 @@ class HyperpriorAutoencoder(nn.Module):
                     (y_sym[..., rows.lo:rows.hi, cols.lo:cols.hi] + means) * anchor, means, scales)
                 own = (..., slice(rows.start, rows.stop), slice(cols.start, cols.stop))
                 region = coded_region(y_sym[own].shape, image_hw, (rows.start, cols.start))
-                second = torch.round(y[own].float() - means_2[inner]) * region
+                second = (torch.round(y[own].float() - means_2[inner]) * region).to(torch.int32)
                 y_sym[own] = torch.where(anchor[inner], y_sym[own], second)
                 index[own] = torch.where(anchor[inner], index[own], self.y_model.scale_index(scales_2[inner]))
         segments = [encode_symbols(z_sym.to(torch.int64).numpy(), self.z_prior.channel_index(z_sym.shape),

@@ -20,23 +20,32 @@ _RangeDecoder = constriction.stream.queue.RangeDecoder
 
 
 def encode_symbols(values: np.ndarray, table_index: np.ndarray, tables: np.ndarray,
-                   radius: int) -> bytes:
-    """Code integer ``values`` where value i uses row ``table_index[i]`` of ``tables``.
+                   radius: int, where: np.ndarray | None = None) -> bytes:
+    """Code integer ``values`` where value i uses row ``table_index[i]`` of ``tables``; with
+    ``where`` (a bool mask of values' shape), only the values it marks, as if those had been
+    picked out first.
 
     ``tables`` has shape (n_tables, 2*radius + 2); its last column is the escape symbol. Symbols
-    are coded grouped by table, in table order, each group in the values' order. Works in int32
-    copies of the values (a latent grid of a large photo holds tens of millions)."""
-    values = np.asarray(values).ravel()
-    table_index = np.asarray(table_index).ravel()
+    are coded grouped by table, in table order, each group in the values' order. Only one table's
+    group is copied at a time (as int32): a latent grid of a large photo holds tens of millions
+    of values, and a whole-grid copy of them costs hundreds of megabytes."""
+    values = np.asarray(values).reshape(-1)
+    table_index = np.asarray(table_index).reshape(-1)
+    mask = None if where is None else np.asarray(where, dtype=bool).reshape(-1)
     escape = 2 * radius + 1
-    symbols = values.astype(np.int64 if values.dtype == np.int64 else np.int32) + radius
-    escaped = (symbols < 0) | (symbols >= escape)
-    symbols[escaped] = escape
-    symbols = symbols.astype(np.int32, copy=False)
+    escaped = (values < -radius) | (values > radius)
+    if mask is not None:
+        escaped &= mask
     encoder = _RangeEncoder()
-    for t in np.unique(table_index):
-        model = _Categorical(tables[t].astype(np.float64), perfect=False)
-        encoder.encode(symbols[table_index == t], model)
+    used = np.bincount(table_index if mask is None else table_index[mask], minlength=len(tables))
+    for t in np.flatnonzero(used):
+        group = table_index == t
+        if mask is not None:
+            group &= mask
+        symbols = values[group].astype(np.int32)
+        symbols += radius
+        symbols[(symbols < 0) | (symbols >= escape)] = escape
+        encoder.encode(symbols, _Categorical(tables[t].astype(np.float64), perfect=False))
     main = encoder.get_compressed().tobytes()
     side = zlib.compress(values[escaped].astype("<i4").tobytes(), 9) if escaped.any() else b""
     return len(main).to_bytes(4, "little") + main + side

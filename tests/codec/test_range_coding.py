@@ -41,3 +41,16 @@ def test_truncated_stream_is_a_bitstream_error():
         decode_symbols(data[:2], index, tables, RADIUS)
     with pytest.raises(BitstreamError):
         decode_symbols(data[:-3], index, tables, RADIUS)
+
+
+def test_a_mask_codes_exactly_the_values_it_picks_out():
+    """Coding with ``where`` must give the bytes of coding the picked-out values: the encoder
+    codes a large grid's segments through the mask instead of copying them first."""
+    rng = np.random.default_rng(2)
+    tables = _tables(rng, 4)
+    values = rng.integers(-12, 13, size=(1, 5, 16, 20)).astype(np.int32)
+    index = rng.integers(0, 4, size=values.shape).astype(np.uint8)
+    where = rng.random(values.shape) < 0.6
+    data = encode_symbols(values, index, tables, RADIUS, where)
+    assert data == encode_symbols(values[where], index[where], tables, RADIUS)
+    np.testing.assert_array_equal(decode_symbols(data, index[where], tables, RADIUS), values[where])
