@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "decoder's range)")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="write report.md without PNG plots")
     p.add_argument("--crops", type=int, default=3, metavar="N", help="save example crops of the first N images (default: 3)")
+    p.add_argument("--remeasure-changed", action="store_true",
+                   help="resume a folder whose decoders' weights or default settings have changed since: their "
+                        "results are measured again, everything else is kept (other changes are still refused)")
     p.add_argument("--threads", type=int, default=0, metavar="N",
                    help="CPU threads for torch (default 0: torch's choice; 1 avoids thrashing beside a busy job)")
     add_optimise_option(p)
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                         baselines=args.baselines, limit=args.limit, patch=args.patch, patch_stride=args.patch_stride,
                         fid=args.fid, metric_device=str(resolve_device(args.device)), sweep=args.sweep,
                         sweep_bpp=args.sweep_bpp, sweep_values=args.sweep_values, crop_images=args.crops,
-                        plots=args.plots, optimise_steps=args.optimise)
+                        plots=args.plots, optimise_steps=args.optimise, remeasure_changed=args.remeasure_changed)
     Evaluation(engine, config).run()
     print(f"report: {args.out / 'report.md'}")
     return 0

@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import json
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ ROW_FIELDS = ("image", "width", "height", "target_bpp", "method", "bytes", "bpp"
               *IMAGE_METRICS, "encode_s", "decode_s", "note")
 SWEEP_FIELDS = ("image", "target_bpp", "method", "parameter", "value", "bytes", "bpp", *IMAGE_METRICS,
                 "decode_s")
+SWEEP_KEY = ("image", "target_bpp", "method", "parameter", "value")
 SWEEP_PARAMETERS = ("steps", "shift", "noise", "realism")
 DEFAULT_SWEEP_VALUES = {"steps": (1, 2, 4, 8, 16, 32), "noise": (0.0, 0.25, 0.5, 0.75, 1.0),
                         "realism": (0.0, 0.25, 0.5, 0.75, 1.0)}
@@ -135,17 +137,21 @@ class EvalConfig:
     crop_images: int = 3  # how many images get example crops
     plots: bool = True  # PNG plots in the report (needs matplotlib)
     optimise_steps: int = 0  # encoder-side latent optimisation steps per .hfd file (0: the analysis transform's)
+    remeasure_changed: bool = False  # drop and redo the results of decoders whose weights or defaults changed
     progress: bool = True
 
 
 # ---- resumable storage -----------------------------------------------------------------------------
 
-def check_weights_record(out: Path, info: ModelInfo, has_rows: bool, optimise_steps: int = 0) -> None:
+def check_weights_record(out: Path, info: ModelInfo, has_rows: bool, optimise_steps: int = 0,
+                         remeasure_changed: bool = False) -> set[str]:
     """Resuming must never mix rows of two sets of weights, of two encoders or of two decode
     defaults: OUT/weights.json names the weights its rows came from, the decoders' default
     settings (a row's label carries only its step count) and the latent optimisation steps,
     when there were any. A run with others (or a folder of rows without the record) is refused
-    instead of silently reusing stale rows."""
+    instead of silently reusing stale rows; with ``remeasure_changed``, where only some decoders'
+    weights or defaults differ, the record is updated and those decoders are returned: their
+    rows must be dropped and measured again (everything else still holds)."""
     record = {"model_id": info.model_id, "weights_hash": info.weights_hash,
               "decoder_hashes": dict(sorted(info.decoder_hashes.items())),
               "decode_defaults": {kind: {key: value for key, value in info.settings_record(settings).items()
@@ -159,17 +165,38 @@ def check_weights_record(out: Path, info: ModelInfo, has_rows: bool, optimise_st
     if optimise_steps:
         record["optimise_steps"] = optimise_steps
     path = out / "weights.json"
+    changed: set[str] = set()
     if path.is_file():
         stored = json.loads(path.read_text())
         if stored != record:
-            raise HfdError(f"{out} holds results of other weights, encoder settings or decode defaults "
-                           f"({stored.get('weights_hash')}, decoders {stored.get('decoder_hashes')}, "
-                           f"defaults {stored.get('decode_defaults')}, optimise steps {stored.get('optimise_steps', 0)}); "
-                           "use a new --out or delete it")
+            changed = changed_decoders(stored, record) or set()
+            if not (remeasure_changed and changed):
+                hint = (f"; --remeasure-changed measures {', '.join(sorted(changed))} again and keeps the rest"
+                        if changed else "; use a new --out or delete it")
+                raise HfdError(f"{out} holds results of other weights, encoder settings or decode defaults "
+                               f"({stored.get('weights_hash')}, decoders {stored.get('decoder_hashes')}, "
+                               f"defaults {stored.get('decode_defaults')}, optimise steps "
+                               f"{stored.get('optimise_steps', 0)}){hint}")
+            path.write_text(json.dumps(record, indent=1) + "\n")
     elif has_rows:
         raise HfdError(f"{out} holds results without a record of their weights; use a new --out or delete it")
     else:
         path.write_text(json.dumps(record, indent=1) + "\n")
+    return changed
+
+
+def changed_decoders(stored: dict, record: dict) -> set[str]:
+    """The decoders whose weights or default settings differ between two weights records, when
+    nothing else does (the autoencoder, post-filter and encoder settings); empty otherwise."""
+    per_decoder = ("decoder_hashes", "decode_defaults")
+    if {k: v for k, v in stored.items() if k not in per_decoder} != \
+            {k: v for k, v in record.items() if k not in per_decoder}:
+        return set()
+    changed = set()
+    for key in per_decoder:
+        old, new = stored.get(key, {}), record.get(key, {})
+        changed |= {kind for kind in set(old) | set(new) if old.get(kind) != new.get(kind)}
+    return changed
 
 
 class CsvLog:
@@ -194,6 +221,18 @@ class CsvLog:
 
     def has(self, **key) -> bool:
         return self._key_of(key) in self._keys
+
+    def drop(self, unwanted: Callable[[dict[str, str]], bool]) -> int:
+        """Remove the rows ``unwanted`` picks (the file is rewritten); how many were removed."""
+        kept = [row for row in self.rows if not unwanted(row)]
+        removed = len(self.rows) - len(kept)
+        if removed:
+            with self.path.open("w", newline="") as f:
+                writer = csv.DictWriter(f, self.fields)
+                writer.writeheader()
+                writer.writerows(kept)
+            self.rows, self._keys = kept, {self._key_of(row) for row in kept}
+        return removed
 
     def append(self, row: dict) -> None:
         row = {field: _cell(row.get(field, "")) for field in self.fields}
@@ -292,9 +331,12 @@ class Evaluation:
         if config.sweep:
             self.sweep_plan()  # a bad sweep fails now, not after the main grid
         self.rows = CsvLog(config.out / "rows.csv", ROW_FIELDS, ("image", "target_bpp", "method"))
-        check_weights_record(config.out, self.info, has_rows=bool(self.rows.rows),
-                             optimise_steps=config.optimise_steps)
+        changed = check_weights_record(config.out, self.info, has_rows=bool(self.rows.rows),
+                                       optimise_steps=config.optimise_steps,
+                                       remeasure_changed=config.remeasure_changed)
         self.features = FeatureStore(config.out / "features")
+        if changed:
+            self._forget(changed)
         self._warmed_up = False
 
     # -- main grid --
@@ -317,6 +359,20 @@ class Evaluation:
 
     def _has_original_features(self, name: str) -> bool:
         return not self.config.fid or self.features.has("original", name)
+
+    def _forget(self, decoders: set[str]) -> None:
+        """Drop every result of ``decoders`` (rows, sweep rows, patch features) so they are measured
+        again with the decoders' new weights or defaults."""
+        rows = self.rows.drop(lambda row: row["method"].partition(":")[0] in decoders)
+        sweep_path = self.config.out / "sweep.csv"
+        if sweep_path.is_file():
+            rows += CsvLog(sweep_path, SWEEP_FIELDS, SWEEP_KEY).drop(lambda row: row["method"] in decoders)
+        own = re.compile(rf"^(sweep-[A-Za-z]+-)?({'|'.join(map(re.escape, sorted(decoders)))})-")
+        for folder in list(self.features.folder.glob("*")):
+            if folder.is_dir() and own.match(folder.name):
+                shutil.rmtree(folder)
+        self.log(f"{', '.join(sorted(decoders))}: other weights or default settings than this folder's "
+                 f"results; {rows} rows will be measured again")
 
     def _load(self, index: int) -> np.ndarray:
         return load_image(self.paths[index]).rgb
@@ -430,7 +486,7 @@ class Evaluation:
 
     def run_sweep(self) -> list[dict[str, str]]:
         parameter, bpp, plan = self.sweep_plan()
-        log = CsvLog(self.config.out / "sweep.csv", SWEEP_FIELDS, ("image", "target_bpp", "method", "parameter", "value"))
+        log = CsvLog(self.config.out / "sweep.csv", SWEEP_FIELDS, SWEEP_KEY)
         with tqdm(total=len(self.paths), desc=f"sweep {parameter}", unit="image",
                   disable=not self.config.progress) as bar:
             for index, name in enumerate(self.names):

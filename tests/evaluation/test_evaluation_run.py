@@ -357,6 +357,46 @@ def test_a_run_folder_is_never_resumed_with_other_weights(images, tmp_path):
         ev.Evaluation(FakeEngine(), config(images, out))
 
 
+def test_a_retrained_decoder_is_measured_again_and_nothing_else(images, tmp_path, monkeypatch):
+    """--remeasure-changed: after one decoder's weights change, its rows (main grid and sweep) and
+    patch features are dropped and measured again; every other row is kept as it was."""
+    made = []
+
+    def features(patches, device="cpu", batch=16):
+        made.append(len(patches))
+        return np.zeros((len(patches), 4))
+
+    monkeypatch.setattr(metrics, "inception_features", features)
+    out = tmp_path / "out"
+    ev.Evaluation(FakeEngine(), config(images, out, sweep="steps", sweep_values=(1.0, 2.0), fid=True, patch=16)).run()
+    folders = sorted(p.name for p in (out / "features").iterdir())
+    assert "flow-4-0.5" in folders and "sweep-steps-flow-2@0.5" not in folders  # slugs
+    before = read_rows(out / "rows.csv")
+    sweep_before = read_rows(out / "sweep.csv")
+    retrained = FakeEngine()
+    retrained.info = dataclasses.replace(retrained.info, decoder_hashes={"flow": "00000000000000ff"})
+    with pytest.raises(HfdError, match="--remeasure-changed measures flow again"):
+        ev.Evaluation(retrained, config(images, out))
+    made.clear()
+    ev.Evaluation(retrained, config(images, out, sweep="steps", sweep_values=(1.0, 2.0), fid=True, patch=16,
+                                    remeasure_changed=True)).run()
+    assert sorted(p.name for p in (out / "features").iterdir()) == folders
+    flow_sets = [f for f in folders if f.startswith(("flow-", "sweep-steps-flow-"))]
+    assert len(made) == 1 + 2 * len(flow_sets)  # the metrics' check, then two images of each flow set only
+    after = read_rows(out / "rows.csv")
+    assert len(after) == len(before)
+    assert [r for r in after if not r["method"].startswith("flow")] == \
+        [r for r in before if not r["method"].startswith("flow")]  # kept, in their order, unmeasured
+    assert [r["encode_s"] for r in after if r["method"].startswith("flow")] != \
+        [r["encode_s"] for r in before if r["method"].startswith("flow")]  # measured again
+    assert len(read_rows(out / "sweep.csv")) == len(sweep_before)
+    assert json.loads((out / "weights.json").read_text())["decoder_hashes"] == {"flow": "00000000000000ff"}
+    autoencoder = FakeEngine()
+    autoencoder.info = dataclasses.replace(autoencoder.info, weights_hash="fedcba9876543210")
+    with pytest.raises(HfdError, match="use a new --out or delete it"):  # never for the autoencoder
+        ev.Evaluation(autoencoder, config(images, out, remeasure_changed=True))
+
+
 def test_optimised_encodes_are_asked_for_and_never_mixed_with_plain_ones(images, tmp_path):
     out, engine = tmp_path / "out", FakeEngine()
     ev.Evaluation(engine, config(images, out, optimise_steps=7)).run()
