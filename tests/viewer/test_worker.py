@@ -244,6 +244,18 @@ def test_a_slow_call_in_a_child_process_is_killed_by_a_cancel():
     assert call_in_child(sleep_then, "answer", 0.0) == "answer"
 
 
+def test_children_come_from_the_fork_server_not_from_the_app():
+    """Starting a child must not copy the app's process (a stall of its window at 12 MP)."""
+    import os
+
+    from viewer.worker.child import START_METHOD, call_in_child, prepare_children
+
+    if START_METHOD != "forkserver":
+        pytest.skip("no fork server on this platform: children are spawned")
+    prepare_children()
+    assert call_in_child(os.getppid) != os.getpid()
+
+
 def test_stopping_ends_the_worker_thread_within_a_second_in_the_middle_of_a_decode(host, qtbot):
     import time
 

@@ -31,7 +31,7 @@ from engine.api import DecodeSettings, Encoded
 from engine.errors import Cancelled, HfdError, SettingsError
 from engine.progress import CancelToken, StepInfo
 from viewer.maps import ERROR_MAX, error_image, invented_image
-from viewer.worker.child import call_in_child
+from viewer.worker.child import call_in_child, prepare_children
 from viewer.worker.jobs import (
     STEP_PERCEPTUAL_CROP,
     ClassicalPane,
@@ -120,6 +120,7 @@ class EngineWorker(QObject):
         self._scores = _LRU(CACHE_BYTES // 1024, lambda stats: 256)
         self._perceptual_error: Optional[str] = None
         self._wake.connect(self._drain)
+        prepare_children()  # before the models and photos make this process large
 
     # ---- requests, called from the GUI thread ------------------------------------------
     def _post(self, kind: str, request: Any) -> None:
