@@ -169,7 +169,7 @@ def check_weights_record(out: Path, info: ModelInfo, has_rows: bool, optimise_st
     if path.is_file():
         stored = json.loads(path.read_text())
         if stored != record:
-            changed = changed_decoders(stored, record) or set()
+            changed = changed_decoders(stored, record)
             if not (remeasure_changed and changed):
                 hint = (f"; --remeasure-changed measures {', '.join(sorted(changed))} again and keeps the rest"
                         if changed else "; use a new --out or delete it")

@@ -9,7 +9,6 @@ pane shows every n-th pixel of the full image, which costs nothing."""
 from __future__ import annotations
 
 import math
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
@@ -52,8 +51,7 @@ class Pyramid(QObject):
         count = level_count(*rgb.shape[:2])
         self.levels: list[np.ndarray] = [rgb] + [rgb[::2 ** k, ::2 ** k] for k in range(1, count)]
         self.averaged = count == 1
-        self._lock = threading.Lock()
-        self._dropped = False
+        self._dropped = False  # set on the GUI thread, read by the builder: one flag, no lock needed
         if count > 1:
             if rgb.shape[0] * rgb.shape[1] <= BUILD_HERE_PIXELS:
                 self._build()
@@ -62,15 +60,13 @@ class Pyramid(QObject):
 
     def drop(self) -> None:
         """This image is no longer shown: skip its levels if they are not made yet."""
-        with self._lock:
-            self._dropped = True
+        self._dropped = True
 
     def _build(self) -> None:
         levels = [self.image]
         for _ in range(1, len(self.levels)):
-            with self._lock:
-                if self._dropped:
-                    return
+            if self._dropped:
+                return
             levels.append(half_size(levels[-1]))
         self.levels, self.averaged = levels, True
         self.updated.emit()

@@ -42,15 +42,13 @@ class ComparisonViews(QStackedWidget):
                 box.sigResized.connect(self._on_resized)
         self.mode = "grid"
         self.auto_fit = True  # keep fitting the image to the view until the user zooms or pans
-        self._images: dict[str, Optional[np.ndarray]] = {p: None for p in PANES}
         self._pyramids: dict[str, Optional[Pyramid]] = {p: None for p in PANES}
         self._size: Optional[tuple[int, int]] = None
 
     # ---- content -----------------------------------------------------------------------
     def set_image(self, pane: str, rgb: Optional[np.ndarray]) -> None:
-        if rgb is self._images[pane]:
+        if rgb is self.image(pane):
             return  # results are new arrays, never edited: the same array is the same picture
-        self._images[pane] = rgb
         if self._pyramids[pane] is not None:
             self._pyramids[pane].drop()
         self._pyramids[pane] = None if rgb is None else Pyramid(rgb)
@@ -62,7 +60,8 @@ class ComparisonViews(QStackedWidget):
             QTimer.singleShot(0, self.fit)
 
     def image(self, pane: str) -> Optional[np.ndarray]:
-        return self._images[pane]
+        pyramid = self._pyramids[pane]
+        return None if pyramid is None else pyramid.image
 
     def set_caption(self, pane: str, text: str) -> None:
         for page in self._pages.values():
